@@ -1,0 +1,77 @@
+"""Connections to PostgreSQL and the schema migrations applied at start."""
+
+from __future__ import annotations
+
+import logging
+import re
+from importlib import resources
+
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from infra.errors import DatabaseUnavailableError
+
+logger = logging.getLogger(__name__)
+
+# Serialises migrations when several workers start at once.
+MIGRATION_LOCK_KEY = 0x6D656E746F72_01
+
+_MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+
+def open_pool(url: str, max_size: int = 4, timeout_s: float = 10.0) -> ConnectionPool:
+    """Open a connection pool, waiting until the server answers.
+
+    Raises DatabaseUnavailableError when it does not answer within timeout_s.
+    """
+    pool = ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        kwargs={"autocommit": False},
+        open=False,
+        name="mentorflow",
+    )
+    try:
+        pool.open(wait=True, timeout=timeout_s)
+    except PoolTimeout as error:
+        pool.close()
+        raise DatabaseUnavailableError(
+            f"postgresql did not answer within {timeout_s:.0f} s"
+        ) from error
+    return pool
+
+
+def migrate(pool: ConnectionPool) -> list[str]:
+    """Apply the migrations not applied yet, in order; return their names."""
+    applied: list[str] = []
+    with pool.connection() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY,"
+            " name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+        for name, sql in _migration_files():
+            version = int(name[:3])
+            if version in done:
+                continue
+            logger.info("applying migration %s", name)
+            conn.execute(sql.encode())
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                (version, name),
+            )
+            applied.append(name)
+    return applied
+
+
+def _migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("infra") / "migrations"
+    found = [
+        (entry.name, entry.read_text())
+        for entry in folder.iterdir()
+        if _MIGRATION_NAME.match(entry.name)
+    ]
+    return sorted(found)

@@ -1,0 +1,104 @@
+"""Kafka clients built from settings, and topic provisioning."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from infra.errors import InfraError
+from infra.settings import KafkaSettings
+
+logger = logging.getLogger(__name__)
+
+
+class BrokerUnavailableError(InfraError):
+    """The Kafka cluster cannot be reached right now; retrying may succeed."""
+
+    retriable = True
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Return the connection options every kafka-python client takes."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.servers,
+        "security_protocol": settings.security_protocol,
+        "client_id": "mentorflow",
+    }
+    if settings.sasl_mechanism is not None:
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        if settings.sasl_password is not None:
+            options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    if settings.ssl_cafile is not None:
+        options["ssl_cafile"] = str(settings.ssl_cafile)
+    return options
+
+
+def topic_partitions(settings: KafkaSettings) -> dict[str, int]:
+    """Return every topic mentorflow uses, with its partition count.
+
+    Config events share one key, so their topic needs a single partition.
+    """
+    return {
+        settings.person_topic: settings.partitions,
+        settings.config_topic: 1,
+        settings.membership_topic: settings.partitions,
+        settings.dead_letter_topic: settings.partitions,
+    }
+
+
+def ensure_topics(settings: KafkaSettings) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    wanted = topic_partitions(settings)
+    try:
+        admin = KafkaAdminClient(**client_options(settings))
+    except KafkaError as error:
+        raise BrokerUnavailableError(
+            f"kafka at {settings.bootstrap} did not answer: {error}"
+        ) from error
+    try:
+        existing = set(admin.list_topics())
+        missing = {name: n for name, n in wanted.items() if name not in existing}
+        if not missing:
+            return []
+        request = {
+            name: {
+                "num_partitions": partitions,
+                "replication_factor": settings.replication_factor,
+            }
+            for name, partitions in missing.items()
+        }
+        # Another worker may create them between our listing and our request.
+        with contextlib.suppress(TopicAlreadyExistsError):
+            admin.create_topics(request, wait_for_metadata=True)
+        logger.info("created topics %s", ", ".join(sorted(missing)))
+        return sorted(missing)
+    finally:
+        admin.close()
+
+
+def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
+    """Return a producer that waits for every in-sync replica."""
+    options = client_options(settings) | {
+        "acks": "all",
+        "enable_idempotence": settings.idempotent_producer,
+        "linger_ms": 5,
+        "key_serializer": _encode_key,
+        "value_serializer": _encode_value,
+    }
+    return KafkaProducer(**(options | overrides))
+
+
+def _encode_key(key: str | None) -> bytes | None:
+    return None if key is None else key.encode()
+
+
+def _encode_value(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

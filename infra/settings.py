@@ -1,0 +1,131 @@
+"""Settings, read from the environment once, in the entry point."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PostgresSettings(BaseSettings):
+    """Where the state lives; with no URL, the embedded server is started."""
+
+    model_config = SettingsConfigDict(env_prefix="MENTORFLOW_POSTGRES_", extra="ignore")
+
+    url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MENTORFLOW_POSTGRES_URL", "DATABASE_URL"),
+        description="postgresql:// URL; sslmode and sslrootcert go in its query",
+    )
+    pool_size: int = Field(default=4, ge=1, le=64)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class KafkaSettings(BaseSettings):
+    """The Kafka-protocol cluster; with no bootstrap, the embedded broker."""
+
+    model_config = SettingsConfigDict(env_prefix="MENTORFLOW_KAFKA_", extra="ignore")
+
+    bootstrap: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MENTORFLOW_KAFKA_BOOTSTRAP", "KAFKA_BOOTSTRAP"),
+        description="host:port[,host:port...]",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+
+    person_topic: str = "hr.person-events"
+    config_topic: str = "mentorflow.config"
+    membership_topic: str = "mentorflow.membership-events"
+    dead_letter_topic: str = "mentorflow.dead-letter"
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    consumer_group: str = "mentorflow"
+    session_timeout_s: float = Field(default=30.0, gt=0)
+    heartbeat_interval_s: float = Field(default=3.0, gt=0)
+    # The embedded broker refuses idempotent producers.
+    idempotent_producer: bool = True
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(
+                    f"expected host:port[,host:port...], got {value!r};"
+                    " set MENTORFLOW_KAFKA_BOOTSTRAP like 127.0.0.1:9092"
+                )
+        return value
+
+    @property
+    def servers(self) -> list[str]:
+        """The bootstrap servers as a list."""
+        return [server.strip() for server in (self.bootstrap or "").split(",")]
+
+
+class WorkerSettings(BaseSettings):
+    """How the worker behaves."""
+
+    model_config = SettingsConfigDict(env_prefix="MENTORFLOW_", extra="ignore")
+
+    business_timezone: str = Field(
+        default="UTC", description="IANA zone whose date is 'today' for date rules"
+    )
+    sweep_interval_s: float = Field(default=3600.0, gt=0)
+    relay_interval_s: float = Field(default=0.2, gt=0)
+    max_event_bytes: int = Field(default=1_000_000, ge=1024)
+    data_dir: Path = Path(".mentorflow")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    # Pins "today" to a date, for demos and what-if runs; None follows the clock.
+    as_of: date | None = None
+    held_release_interval_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r}; set MENTORFLOW_BUSINESS_TIMEZONE"
+                " to an IANA name like Europe/Paris"
+            ) from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The business time zone."""
+        return ZoneInfo(self.business_timezone)
+
+
+class Settings:
+    """All settings, built once in the entry point and passed down."""
+
+    def __init__(
+        self,
+        postgres: PostgresSettings | None = None,
+        kafka: KafkaSettings | None = None,
+        worker: WorkerSettings | None = None,
+    ) -> None:
+        self.postgres = postgres or PostgresSettings()
+        self.kafka = kafka or KafkaSettings()
+        self.worker = worker or WorkerSettings()
+
+    @property
+    def is_embedded(self) -> bool:
+        """Whether no external service is configured."""
+        return self.postgres.url is None and self.kafka.bootstrap is None

@@ -1,0 +1,136 @@
+"""Ordered rule evaluation: the last matching rule of a program role decides."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from rules.ruleset import ActiveRule, Pair, RuleSet
+from rules.segments import matches
+from schemas.membership import MembershipAction
+from schemas.segments import Role, RuleAction
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """How one program role came out for one person."""
+
+    pair: Pair
+    was_member: bool
+    is_member: bool
+    matched: tuple[ActiveRule, ...]
+    deciding_rule: ActiveRule | None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the membership has to change."""
+        return self.was_member != self.is_member
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One membership change for one person, and what decided it."""
+
+    program_id: str
+    role: Role
+    person_id: str
+    action: MembershipAction
+    decided_by: str
+
+
+def evaluate_pair(
+    pair: Pair,
+    rules: tuple[ActiveRule, ...],
+    in_segment: Callable[[str], bool],
+    was_member: bool,
+) -> PairOutcome:
+    """Walk the rules of one pair in dashboard order from the current state.
+
+    An add rule whose segment holds the person sets the state to in, a
+    remove rule sets it to out; the last matching rule decides, and when no
+    rule matches the state stays as it was. Only the net result counts, so
+    overlapping add and remove rules never flap.
+    """
+    matched = tuple(rule for rule in rules if in_segment(rule.segment_id))
+    deciding_rule = matched[-1] if matched else None
+    if deciding_rule is None:
+        is_member = was_member
+    else:
+        is_member = deciding_rule.action is RuleAction.ADD
+    return PairOutcome(pair, was_member, is_member, matched, deciding_rule)
+
+
+class SegmentCache:
+    """Evaluates each segment at most once for one person."""
+
+    def __init__(
+        self,
+        segments: Mapping[str, Any],
+        attributes: Mapping[str, Any],
+        today: date,
+    ) -> None:
+        self._segments = segments
+        self._attributes = attributes
+        self._today = today
+        self._results: dict[str, bool] = {}
+
+    def __call__(self, segment_id: str) -> bool:
+        """Return whether the person is in the segment."""
+        result = self._results.get(segment_id)
+        if result is None:
+            definition = self._segments[segment_id]
+            result = matches(definition, self._attributes, self._today)
+            self._results[segment_id] = result
+        return result
+
+
+def evaluate_person(
+    ruleset: RuleSet,
+    attributes: Mapping[str, Any],
+    memberships: Collection[Pair],
+    today: date,
+    pairs: Collection[Pair] | None = None,
+) -> list[PairOutcome]:
+    """Return the outcome of every (program, role) with rules, or of ``pairs``."""
+    in_segment = SegmentCache(ruleset.segments, attributes, today)
+    return [
+        evaluate_pair(
+            pair, ruleset.by_pair.get(pair, ()), in_segment, pair in memberships
+        )
+        for pair in sorted(ruleset.by_pair if pairs is None else pairs)
+    ]
+
+
+def decide_person(
+    person_id: str,
+    ruleset: RuleSet,
+    attributes: Mapping[str, Any],
+    memberships: Collection[Pair],
+    today: date,
+    pairs: Collection[Pair] | None = None,
+) -> list[Decision]:
+    """Return the membership changes the published rules make for one person."""
+    decisions = []
+    for outcome in evaluate_person(ruleset, attributes, memberships, today, pairs):
+        if not outcome.changed or outcome.deciding_rule is None:
+            continue
+        action = (
+            MembershipAction.ADDED if outcome.is_member else MembershipAction.REMOVED
+        )
+        program_id, role = outcome.pair
+        decisions.append(
+            Decision(program_id, role, person_id, action, outcome.deciding_rule.rule_id)
+        )
+    return decisions
+
+
+def decide_departure(
+    person_id: str, memberships: Collection[Pair], reason: str
+) -> list[Decision]:
+    """Return the removals from every program role for a person who left."""
+    return [
+        Decision(program_id, role, person_id, MembershipAction.REMOVED, reason)
+        for program_id, role in sorted(memberships)
+    ]

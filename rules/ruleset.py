@@ -1,0 +1,100 @@
+"""The published rules, grouped by program and role in dashboard order."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from rules.errors import RuleOrderError, RulesError
+from schemas.segments import Role, Rule, RuleAction, RuleStatus, Segment, SegmentNode
+
+Pair = tuple[str, Role]
+
+
+@dataclass(frozen=True)
+class ActiveRule:
+    """A published rule with the definition of its segment."""
+
+    rule_id: str
+    action: RuleAction
+    program_id: str
+    role: Role
+    segment_id: str
+    position: int
+    definition: SegmentNode
+
+    @property
+    def pair(self) -> Pair:
+        """The program and role this rule manages."""
+        return (self.program_id, self.role)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Published rules by (program, role), each list in dashboard order."""
+
+    by_pair: Mapping[Pair, tuple[ActiveRule, ...]]
+    segments: Mapping[str, SegmentNode]
+
+    @classmethod
+    def build(cls, rules: Iterable[Rule], segments: Iterable[Segment]) -> RuleSet:
+        """Group the published rules; raise RuleOrderError on a position tie.
+
+        Raises RulesError when a published rule names an unknown segment.
+        """
+        definitions = {segment.segment_id: segment.definition for segment in segments}
+        published = sorted(
+            (rule for rule in rules if rule.status is RuleStatus.PUBLISHED),
+            key=lambda rule: rule.position,
+        )
+        check_positions_unique(published)
+
+        by_pair: dict[Pair, list[ActiveRule]] = defaultdict(list)
+        for rule in published:
+            if rule.segment_id not in definitions:
+                raise RulesError(
+                    f"rule {rule.rule_id!r} uses unknown segment {rule.segment_id!r}"
+                )
+            active = ActiveRule(
+                rule_id=rule.rule_id,
+                action=rule.action,
+                program_id=rule.program_id,
+                role=rule.role,
+                segment_id=rule.segment_id,
+                position=rule.position,
+                definition=definitions[rule.segment_id],
+            )
+            by_pair[active.pair].append(active)
+        return cls(
+            by_pair={pair: tuple(found) for pair, found in by_pair.items()},
+            segments=definitions,
+        )
+
+    @property
+    def pairs(self) -> list[Pair]:
+        """Every (program, role) that has a published rule, sorted."""
+        return sorted(self.by_pair)
+
+    @property
+    def used_segments(self) -> dict[str, SegmentNode]:
+        """The segments that some published rule uses."""
+        return {
+            rule.segment_id: rule.definition
+            for found in self.by_pair.values()
+            for rule in found
+        }
+
+
+def check_positions_unique(rules: Iterable[Rule]) -> None:
+    """Raise RuleOrderError when two published rules share a position."""
+    holders: dict[int, str] = {}
+    for rule in rules:
+        if rule.status is not RuleStatus.PUBLISHED:
+            continue
+        other = holders.setdefault(rule.position, rule.rule_id)
+        if other != rule.rule_id:
+            raise RuleOrderError(
+                f"rules {other!r} and {rule.rule_id!r} share dashboard position"
+                f" {rule.position}; expected a distinct position for each"
+            )

@@ -1,0 +1,81 @@
+"""Events mentorflow publishes: membership changes and dead letters."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.common import EventBase, derive_event_id
+from schemas.segments import Role
+
+
+class MembershipAction(StrEnum):
+    """The two membership changes."""
+
+    ADDED = "membership.added"
+    REMOVED = "membership.removed"
+
+
+class DecidedBy(StrEnum):
+    """Deciders of a change that are not a rule."""
+
+    MANUAL = "manual"
+    PERSON_TERMINATED = "person_terminated"
+    PERSON_DELETED = "person_deleted"
+    PROGRAM_DELETED = "program_deleted"
+
+
+class MembershipEvent(EventBase):
+    """One membership change, attributed to what decided it."""
+
+    type: MembershipAction
+    program_id: str
+    role: Role
+    person_id: str
+    # A rule id, or one of DecidedBy's values.
+    decided_by: str
+    cause_event_id: str
+    changed_at: AwareDatetime
+
+    @classmethod
+    def decided(
+        cls,
+        action: MembershipAction,
+        program_id: str,
+        role: Role,
+        person_id: str,
+        decided_by: str,
+        cause_event_id: str,
+        changed_at: AwareDatetime,
+    ) -> MembershipEvent:
+        """Build the event with the id derived from what decided it."""
+        event_id = derive_event_id(
+            cause_event_id, program_id, role.value, person_id, action.value
+        )
+        return cls(
+            event_id=event_id,
+            occurred_at=changed_at,
+            type=action,
+            program_id=program_id,
+            role=role,
+            person_id=person_id,
+            decided_by=decided_by,
+            cause_event_id=cause_event_id,
+            changed_at=changed_at,
+        )
+
+
+class DeadLetter(EventBase):
+    """An input that could not be processed, kept verbatim with the reason."""
+
+    type: Literal["dead_letter"] = "dead_letter"
+    error: str
+    source_topic: str
+    source_partition: int = Field(ge=0)
+    source_offset: int = Field(ge=0)
+    key: str | None = None
+    # The input exactly as it arrived: as text when it is UTF-8, else base64.
+    payload: str | None = None
+    payload_base64: str | None = None

@@ -1,0 +1,188 @@
+"""Segments: saved filters over person attributes, as trees of conditions."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Discriminator, Field, Tag, model_validator
+
+from schemas.common import AttributeValue, FrozenModel
+
+
+class Operator(StrEnum):
+    """What a condition checks about one attribute."""
+
+    EQ = "eq"
+    NE = "ne"
+    IN = "in"
+    NOT_IN = "not_in"
+    CONTAINS = "contains"
+    NOT_CONTAINS = "not_contains"
+    STARTS_WITH = "starts_with"
+    EXISTS = "exists"
+    MISSING = "missing"
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+    INCLUDES = "includes"
+    EXCLUDES = "excludes"
+    WITHIN_LAST = "within_last"
+    MORE_THAN_AGO = "more_than_ago"
+    WITHIN_NEXT = "within_next"
+    MORE_THAN_AHEAD = "more_than_ahead"
+
+
+VALUELESS_OPERATORS = frozenset({Operator.EXISTS, Operator.MISSING})
+LIST_VALUE_OPERATORS = frozenset({Operator.IN, Operator.NOT_IN})
+DAY_COUNT_OPERATORS = frozenset(
+    {
+        Operator.WITHIN_LAST,
+        Operator.MORE_THAN_AGO,
+        Operator.WITHIN_NEXT,
+        Operator.MORE_THAN_AHEAD,
+    }
+)
+# A comparison value in this form compares as a calendar date, else as a number.
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+ORDERING_OPERATORS = frozenset({Operator.GT, Operator.GTE, Operator.LT, Operator.LTE})
+
+
+class Condition(FrozenModel):
+    """One test of one attribute: ``{attribute, operator, value}``."""
+
+    attribute: str = Field(min_length=1, max_length=200)
+    operator: Operator
+    value: AttributeValue = None
+
+    @model_validator(mode="after")
+    def _check_value(self) -> Condition:
+        if self.operator in VALUELESS_OPERATORS:
+            if self.value is not None:
+                raise ValueError(f"operator {self.operator} takes no value")
+        elif self.operator in LIST_VALUE_OPERATORS:
+            if not isinstance(self.value, list) or not self.value:
+                raise ValueError(f"operator {self.operator} needs a non-empty list")
+        elif self.operator in DAY_COUNT_OPERATORS:
+            if isinstance(self.value, bool) or not isinstance(self.value, int):
+                raise ValueError(f"operator {self.operator} needs a whole day count")
+            if self.value < 0:
+                raise ValueError(f"operator {self.operator} needs a day count >= 0")
+        elif self.value is None or isinstance(self.value, list | dict):
+            raise ValueError(f"operator {self.operator} needs a single value")
+        elif self.operator in ORDERING_OPERATORS and not _is_orderable(self.value):
+            raise ValueError(
+                f"operator {self.operator} needs a number or a yyyy-mm-dd date,"
+                f" got {self.value!r}"
+            )
+        return self
+
+
+def _is_orderable(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    if not isinstance(value, str):
+        return False
+    if ISO_DATE.match(value.strip()):
+        return True
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+class AllGroup(FrozenModel):
+    """Matches when every child matches (an empty group matches everybody)."""
+
+    all: list[SegmentNode]
+
+
+class AnyGroup(FrozenModel):
+    """Matches when at least one child matches."""
+
+    any: list[SegmentNode] = Field(min_length=1)
+
+
+class NotGroup(FrozenModel):
+    """Matches when its child does not."""
+
+    not_: SegmentNode = Field(alias="not")
+
+    model_config = FrozenModel.model_config | {"populate_by_name": True}
+
+
+def _node_kind(raw: Any) -> str:
+    keys = set(raw) if isinstance(raw, dict) else set(vars(raw))
+    for kind in ("all", "any", "not"):
+        if kind in keys or f"{kind}_" in keys:
+            return kind
+    return "condition"
+
+
+SegmentNode = Annotated[
+    Annotated[Condition, Tag("condition")]
+    | Annotated[AllGroup, Tag("all")]
+    | Annotated[AnyGroup, Tag("any")]
+    | Annotated[NotGroup, Tag("not")],
+    Discriminator(_node_kind),
+]
+
+AllGroup.model_rebuild()
+AnyGroup.model_rebuild()
+NotGroup.model_rebuild()
+
+
+class Segment(FrozenModel):
+    """A named, saved filter over person attributes."""
+
+    segment_id: str = Field(min_length=1, max_length=200)
+    name: str = ""
+    definition: SegmentNode
+
+
+class Role(StrEnum):
+    """The two independent roles of a mentorship program."""
+
+    MENTOR = "mentor"
+    MENTEE = "mentee"
+
+
+class RuleAction(StrEnum):
+    """What a rule does to the people of its segment."""
+
+    ADD = "add"
+    REMOVE = "remove"
+
+
+class RuleStatus(StrEnum):
+    """Only published rules run."""
+
+    PUBLISHED = "published"
+    PAUSED = "paused"
+    DRAFT = "draft"
+
+
+class Program(FrozenModel):
+    """A mentorship program."""
+
+    program_id: str = Field(min_length=1, max_length=200)
+    name: str = ""
+
+
+class Rule(FrozenModel):
+    """An automated rule: add or remove one segment to or from one program role."""
+
+    rule_id: str = Field(min_length=1, max_length=200)
+    action: RuleAction
+    program_id: str = Field(min_length=1, max_length=200)
+    role: Role
+    segment_id: str = Field(min_length=1, max_length=200)
+    position: int = Field(ge=0)
+    status: RuleStatus = RuleStatus.DRAFT
+    name: str = ""

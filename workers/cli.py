@@ -1,0 +1,383 @@
+"""The ``mentorflow`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from infra.kafka import ensure_topics, make_producer
+from infra.logging import configure_logging, logging_config
+from infra.settings import KafkaSettings, PostgresSettings, Settings, WorkerSettings
+from rules.explain import explain_person
+from schemas.config import CONFIG_KEY
+from schemas.errors import MentorflowError
+from schemas.export import export_json_schemas
+from schemas.segments import Role
+from workers.config_file import load_config_file
+from workers.demo import DEFAULT_AS_OF, DemoInputs, DemoSummary, run_demo
+from workers.errors import WorkerError
+from workers.hr_files import history_events, read_roster, snapshot_events
+from workers.publishing import keyed_by_person, publish_events
+from workers.runtime import (
+    build_engine,
+    embedded_stack,
+    open_store,
+    running_stack_settings,
+)
+
+logger = logging.getLogger(__name__)
+
+console = Console()
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValidationError as error:
+        print(_settings_problem(error), file=sys.stderr)
+        return 2
+    if args.command != "worker":
+        configure_logging(settings.worker.log_level, settings.worker.log_format)
+    try:
+        command: Command = args.run
+        return command(settings, args)
+    except MentorflowError as error:
+        print(f"mentorflow: {error}", file=sys.stderr)
+        return 1
+
+
+def load_settings() -> Settings:
+    """Read every setting from the environment."""
+    return Settings(PostgresSettings(), KafkaSettings(), WorkerSettings())
+
+
+# -- commands -----------------------------------------------------------------
+
+
+def run_demo_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the whole pipeline on the bundled sample roster."""
+    data_dir = settings.worker.data_dir / "demo"
+    summary = run_demo(settings, DemoInputs.bundled(), args.as_of, data_dir)
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        print_demo_summary(summary)
+    return 0
+
+
+def print_demo_summary(summary: DemoSummary) -> None:
+    """Print the demo's result as tables."""
+    table = Table(title=f"Program membership as of {summary.as_of}")
+    table.add_column("program")
+    table.add_column("role")
+    table.add_column("members", justify="right")
+    table.add_column("first members")
+    for pair in summary.pairs:
+        table.add_row(
+            pair.program_id, pair.role, str(pair.members), ", ".join(pair.first_members)
+        )
+    console.print(table)
+    console.print(f"persons: {summary.persons}")
+    console.print(f"membership events published: {summary.membership_events}")
+    console.print(f"stale events ignored: {summary.stale_events}")
+    console.print(f"dead letters: {summary.dead_letters}")
+    console.print(f"job history rows rejected: {summary.rejected_history_rows}")
+    for line in summary.rejected:
+        console.print(f"  {line}")
+
+
+def run_stack(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the embedded PostgreSQL and broker until interrupted."""
+    if not settings.is_embedded:
+        raise WorkerError("`stack` starts the embedded services; unset the URLs first")
+    with embedded_stack(settings, settings.worker.data_dir) as live:
+        url = live.postgres.url
+        console.print(
+            f"MENTORFLOW_POSTGRES_URL={url.get_secret_value() if url else ''}"
+        )
+        console.print(f"MENTORFLOW_KAFKA_BOOTSTRAP={live.kafka.bootstrap}")
+        console.print("the embedded stack runs until Ctrl-C")
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    return 0
+
+
+def run_worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the worker: consume, evaluate, apply, publish."""
+    if settings.is_embedded:
+        try:
+            settings = running_stack_settings(settings)
+        except WorkerError:
+            with embedded_stack(settings, settings.worker.data_dir) as live:
+                return _run_worker(live)
+    return _run_worker(running_stack_settings(settings))
+
+
+def _run_worker(settings: Settings) -> int:
+    import faust
+
+    from workers.app import build_app
+    from workers.relay import OutboxRelay
+
+    store = open_store(settings)
+    ensure_topics(settings.kafka)
+    engine = build_engine(settings, store)
+    # Without idempotence, one request in flight keeps retried batches in order.
+    in_flight = 5 if settings.kafka.idempotent_producer else 1
+    producer = make_producer(
+        settings.kafka, max_in_flight_requests_per_connection=in_flight
+    )
+    relay = OutboxRelay(store, producer)
+    app = build_app(settings, engine, relay)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.worker.log_level,
+        logging_config=logging_config(
+            settings.worker.log_level, settings.worker.log_format
+        ),
+        redirect_stdouts=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as done:
+        return int(done.code or 0)
+    finally:
+        producer.close()
+        store.close()
+    return 0
+
+
+def run_import(settings: Settings, args: argparse.Namespace) -> int:
+    """Publish a roster CSV as person snapshots."""
+    settings = running_stack_settings(settings)
+    roster = read_roster(args.roster)
+    events = snapshot_events(roster)
+    producer = make_producer(settings.kafka)
+    try:
+        publish_events(
+            producer, settings.kafka.person_topic, keyed_by_person(events), "import"
+        )
+    finally:
+        producer.close()
+    console.print(f"published {len(events)} snapshots to {settings.kafka.person_topic}")
+    return 0
+
+
+def run_history(settings: Settings, args: argparse.Namespace) -> int:
+    """Publish a job history CSV as dated job changes."""
+    settings = running_stack_settings(settings)
+    roster = read_roster(args.roster)
+    events, rejected = history_events(args.history, roster)
+    for row in rejected:
+        console.print(f"rejected {row.person_id} {row.start_date}: {row.reason}")
+    producer = make_producer(settings.kafka)
+    try:
+        publish_events(
+            producer, settings.kafka.person_topic, keyed_by_person(events), "history"
+        )
+    finally:
+        producer.close()
+    console.print(f"published {len(events)} job changes")
+    return 0
+
+
+def run_apply(settings: Settings, args: argparse.Namespace) -> int:
+    """Publish a config file's programs, segments and rules as config events."""
+    config = load_config_file(args.config)
+    settings = running_stack_settings(settings)
+    ensure_topics(settings.kafka)
+    events = config.to_events()
+    producer = make_producer(settings.kafka)
+    try:
+        keyed = [(CONFIG_KEY, event) for event in events]
+        publish_events(producer, settings.kafka.config_topic, keyed, "apply")
+    finally:
+        producer.close()
+    console.print(
+        f"published {len(config.programs)} programs, {len(config.segments)} segments"
+        f" and {len(config.rules)} rules"
+    )
+    return 0
+
+
+def run_sweep(settings: Settings, args: argparse.Namespace) -> int:
+    """Re-run every rule over everybody now."""
+    store = open_store(running_stack_settings(settings))
+    try:
+        result = build_engine(settings, store).sweep()
+    finally:
+        store.close()
+    if result is None:
+        console.print("another sweep is running; nothing done")
+        return 1
+    console.print(
+        f"sweep {result.sweep_id}: {result.persons} persons, {result.changes} changes"
+    )
+    return 0
+
+
+def run_members(settings: Settings, args: argparse.Namespace) -> int:
+    """List the members of a program."""
+    store = open_store(running_stack_settings(settings))
+    try:
+        with store.transaction() as tx:
+            if not tx.program_exists(args.program):
+                raise WorkerError(f"unknown program {args.program!r}")
+            rows = tx.members(args.program, args.role)
+    finally:
+        store.close()
+    table = Table(title=f"members of {args.program}")
+    for column in ("role", "person", "source", "decided by", "since"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row.role.value,
+            row.person_id,
+            row.source,
+            row.decided_by,
+            row.added_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)
+    console.print(f"{len(rows)} members")
+    return 0
+
+
+def run_explain(settings: Settings, args: argparse.Namespace) -> int:
+    """Explain, for each program role, which rules match a person and why."""
+    store = open_store(running_stack_settings(settings))
+    engine = build_engine(settings, store)
+    try:
+        with store.transaction() as tx:
+            person = tx.load_person(args.person, for_update=False)
+            if person is None:
+                raise WorkerError(f"unknown person {args.person!r}")
+            held = tx.memberships_of([args.person]).get(args.person, set())
+            ruleset = tx.load_ruleset()
+    finally:
+        store.close()
+    today = args.as_of or engine.clock.today()
+    console.print(f"person {person.person_id} ({person.status.value}), as of {today}")
+    if not person.is_active:
+        console.print(f"in no segment: the person is {person.status.value}")
+        return 0
+    for explanation in explain_person(ruleset, person.attributes, held, today):
+        console.print(f"\n[bold]{explanation.verdict}[/bold]", highlight=False)
+        for rule in explanation.rules:
+            mark = "matches" if rule.matched else "does not match"
+            console.print(
+                f"  {rule.position:>3} {rule.action:<6} {rule.rule_id}"
+                f" (segment {rule.segment_id}) {mark}",
+                highlight=False,
+            )
+            for line in rule.conditions:
+                state = "yes" if line.held else "no "
+                console.print(
+                    f"        {state} {'  ' * line.depth}{line.text}",
+                    highlight=False,
+                    markup=False,
+                )
+    return 0
+
+
+def run_schemas_export(settings: Settings, args: argparse.Namespace) -> int:
+    """Write the JSON Schemas of every event to a folder."""
+    for path in export_json_schemas(args.directory):
+        console.print(f"wrote {path}")
+    return 0
+
+
+# -- parsing ------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mentorflow",
+        description="Keeps mentorship-program membership in step with HR data.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help=run_demo_command.__doc__)
+    demo.add_argument(
+        "--as-of",
+        type=_date,
+        default=DEFAULT_AS_OF,
+        help=f"today, for date rules (default {DEFAULT_AS_OF})",
+    )
+    demo.add_argument("--json", action="store_true", help="print JSON")
+    demo.set_defaults(run=run_demo_command)
+
+    commands.add_parser("stack", help=run_stack.__doc__).set_defaults(run=run_stack)
+    commands.add_parser("worker", help=run_worker.__doc__).set_defaults(run=run_worker)
+
+    importing = commands.add_parser("import", help=run_import.__doc__)
+    importing.add_argument("roster", type=Path, metavar="ROSTER.csv")
+    importing.set_defaults(run=run_import)
+
+    history = commands.add_parser("history", help=run_history.__doc__)
+    history.add_argument("history", type=Path, metavar="JOB_HISTORY.csv")
+    history.add_argument("--roster", type=Path, required=True, metavar="ROSTER.csv")
+    history.set_defaults(run=run_history)
+
+    apply = commands.add_parser("apply", help=run_apply.__doc__)
+    apply.add_argument("config", type=Path, metavar="CONFIG.yaml")
+    apply.set_defaults(run=run_apply)
+
+    commands.add_parser("sweep", help=run_sweep.__doc__).set_defaults(run=run_sweep)
+
+    members = commands.add_parser("members", help=run_members.__doc__)
+    members.add_argument("program")
+    members.add_argument("--role", type=Role, choices=list(Role))
+    members.set_defaults(run=run_members)
+
+    explain = commands.add_parser("explain", help=run_explain.__doc__)
+    explain.add_argument("person")
+    explain.add_argument("--as-of", type=_date, default=None)
+    explain.set_defaults(run=run_explain)
+
+    schemas = commands.add_parser("schemas", help="work with the event schemas")
+    schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
+    export = schema_commands.add_parser("export", help=run_schemas_export.__doc__)
+    export.add_argument("directory", type=Path, metavar="DIR")
+    export.set_defaults(run=run_schemas_export)
+    return parser
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a date like 2018-06-30, got {text!r}"
+        ) from None
+
+
+def _settings_problem(error: ValidationError) -> str:
+    prefixes = {
+        "PostgresSettings": "MENTORFLOW_POSTGRES_",
+        "KafkaSettings": "MENTORFLOW_KAFKA_",
+        "WorkerSettings": "MENTORFLOW_",
+    }
+    prefix = prefixes.get(error.title, "")
+    lines = ["mentorflow: invalid settings:"]
+    for detail in error.errors(include_url=False):
+        name = prefix + "_".join(str(part) for part in detail["loc"]).upper()
+        lines.append(f"  {name}: {detail['msg']} (got {detail.get('input')!r})")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Reading a configuration file into config events, in dashboard order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from schemas.common import FrozenModel, new_event_id, utc_now
+from schemas.config import (
+    ConfigEvent,
+    ProgramUpserted,
+    RuleUpserted,
+    SegmentUpserted,
+)
+from schemas.segments import Program, Role, Rule, RuleAction, RuleStatus, Segment
+from workers.errors import WorkerError
+
+
+class RuleEntry(FrozenModel):
+    """A rule as written in the file: its place in the list is its position."""
+
+    rule_id: str = Field(min_length=1)
+    action: RuleAction
+    program: str
+    role: Role
+    segment: str
+    status: RuleStatus = RuleStatus.PUBLISHED
+    name: str = ""
+
+
+class ConfigFile(FrozenModel):
+    """Programs, segments and rules, with the rules in dashboard order."""
+
+    programs: tuple[Program, ...] = ()
+    segments: tuple[Segment, ...] = ()
+    rules: tuple[RuleEntry, ...] = ()
+
+    def to_rules(self, first_position: int = 0) -> list[Rule]:
+        """Return the rules with positions following their order in the file."""
+        return [
+            Rule(
+                rule_id=entry.rule_id,
+                action=entry.action,
+                program_id=entry.program,
+                role=entry.role,
+                segment_id=entry.segment,
+                position=first_position + index,
+                status=entry.status,
+                name=entry.name,
+            )
+            for index, entry in enumerate(self.rules)
+        ]
+
+    def to_events(self) -> list[ConfigEvent]:
+        """Return the config events that publish this file, in order."""
+        now = utc_now()
+        events: list[ConfigEvent] = []
+        for program in self.programs:
+            events.append(
+                ProgramUpserted(
+                    event_id=new_event_id(), occurred_at=now, program=program
+                )
+            )
+        for segment in self.segments:
+            events.append(
+                SegmentUpserted(
+                    event_id=new_event_id(), occurred_at=now, segment=segment
+                )
+            )
+        for rule in self.to_rules():
+            events.append(
+                RuleUpserted(event_id=new_event_id(), occurred_at=now, rule=rule)
+            )
+        return events
+
+
+def load_config_file(path: Path) -> ConfigFile:
+    """Read and validate a YAML configuration file.
+
+    Raises WorkerError naming the file and the first problems found.
+    """
+    try:
+        raw: Any = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise WorkerError(f"cannot read config file {path}: {error}") from None
+    try:
+        config = ConfigFile.model_validate(raw or {})
+    except ValidationError as error:
+        problems = "; ".join(
+            ".".join(str(part) for part in detail["loc"]) + ": " + detail["msg"]
+            for detail in error.errors(include_url=False)[:5]
+        )
+        raise WorkerError(f"config file {path} is invalid: {problems}") from None
+    _check_references(path, config)
+    return config
+
+
+def _check_references(path: Path, config: ConfigFile) -> None:
+    programs = {program.program_id for program in config.programs}
+    segments = {segment.segment_id for segment in config.segments}
+    seen: set[str] = set()
+    for entry in config.rules:
+        if entry.rule_id in seen:
+            raise WorkerError(
+                f"config file {path}: rule {entry.rule_id!r} listed twice"
+            )
+        seen.add(entry.rule_id)
+        if entry.program not in programs:
+            raise WorkerError(
+                f"config file {path}: rule {entry.rule_id!r} names program"
+                f" {entry.program!r}, which the file does not define"
+            )
+        if entry.segment not in segments:
+            raise WorkerError(
+                f"config file {path}: rule {entry.rule_id!r} names segment"
+                f" {entry.segment!r}, which the file does not define"
+            )

@@ -1,0 +1,474 @@
+"""Decode, evaluate, persist: the work done for each consumed record."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from infra.errors import ConfigRejectedError
+from infra.settings import KafkaSettings
+from infra.store import SWEEP_LOCK_KEY, SourcePosition, Store, StoreTransaction
+from rules.errors import RulesError
+from rules.evaluation import Decision, decide_departure, decide_person
+from rules.person_state import PersonState, apply_event
+from rules.ruleset import Pair, RuleSet
+from schemas.common import derive_event_id, new_event_id
+from schemas.config import (
+    ConfigEvent,
+    ManualMembershipAdded,
+    ManualMembershipRemoved,
+    ProgramDeleted,
+    ProgramUpserted,
+    RuleDeleted,
+    RulePaused,
+    RulePublished,
+    RulesReordered,
+    RuleUpserted,
+    SegmentDeleted,
+    SegmentUpserted,
+    config_event_adapter,
+)
+from schemas.membership import DeadLetter, DecidedBy, MembershipAction, MembershipEvent
+from schemas.person import PersonEvent, PersonTerminated, person_event_adapter
+from schemas.segments import Rule, RuleStatus
+from workers.clock import BusinessClock
+from workers.errors import InvalidRecordError
+
+logger = logging.getLogger(__name__)
+
+# How many persons a re-evaluation or a sweep loads at a time.
+PERSON_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one consumed record came out."""
+
+    kind: str
+    changes: int = 0
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What one sweep looked at and changed."""
+
+    sweep_id: int
+    persons: int
+    changes: int
+
+
+class Engine:
+    """Applies person and config events to the store, effectively once.
+
+    Each record is handled in one transaction that writes the new state, the
+    membership changes, their outbox rows and the record's id together, so a
+    redelivered record changes nothing.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        kafka: KafkaSettings,
+        clock: BusinessClock,
+        max_event_bytes: int = 1_000_000,
+    ) -> None:
+        self.store = store
+        self.kafka = kafka
+        self.clock = clock
+        self.max_event_bytes = max_event_bytes
+        self._ruleset: tuple[int, RuleSet] | None = None
+
+    # -- person events ----------------------------------------------------------
+
+    def handle_person_record(
+        self, raw: bytes, key: bytes | None, source: SourcePosition
+    ) -> Outcome:
+        """Process one record of the person topic."""
+        try:
+            event = self._decode(raw, source, person_event_adapter.validate_json)
+        except InvalidRecordError as error:
+            return self.dead_letter(raw, key, source, str(error))
+
+        with self.store.transaction() as tx:
+            tx.lock_config(exclusive=False)
+            if tx.is_processed(event.event_id):
+                return Outcome("duplicate")
+            outcome = self._hold_or_apply(tx, event)
+            tx.mark_processed(event.event_id, source, outcome.kind)
+        logger.debug(
+            "processed person event %s person_id=%s outcome=%s",
+            event.event_id,
+            event.person_id,
+            outcome.kind,
+        )
+        return outcome
+
+    def release_due_events(self, limit: int = 500) -> int:
+        """Apply the held person events whose effective date has come."""
+        with self.store.transaction() as tx:
+            tx.lock_config(exclusive=False)
+            due = tx.take_due_events(self.clock.today(), limit)
+            for payload in due:
+                self._apply_person_event(
+                    tx, person_event_adapter.validate_python(payload)
+                )
+        if due:
+            logger.info("released held events count=%d", len(due))
+        return len(due)
+
+    def _hold_or_apply(self, tx: StoreTransaction, event: PersonEvent) -> Outcome:
+        due_on = event.effective_at
+        if isinstance(event, PersonTerminated):
+            due_on = max(due_on or event.termination_date, event.termination_date)
+        if due_on is not None and due_on > self.clock.today():
+            payload = event.model_dump(mode="json")
+            tx.hold_event(event.event_id, event.person_id, due_on, payload)
+            tx.audit(
+                "person.held", event.person_id, event.event_id, {"due_on": str(due_on)}
+            )
+            return Outcome("held")
+        return self._apply_person_event(tx, event)
+
+    def _apply_person_event(self, tx: StoreTransaction, event: PersonEvent) -> Outcome:
+        current = tx.load_person(event.person_id)
+        transition = apply_event(current, event)
+        if not transition.applied:
+            tx.audit("person.stale", event.person_id, event.event_id)
+            return Outcome("stale")
+
+        tx.save_person(transition.state)
+        memberships = tx.memberships_of([event.person_id]).get(event.person_id, set())
+        decisions = self._decide(tx, transition.state, memberships)
+        changes = self._apply_decisions(tx, decisions, "rule", event.event_id)
+        return Outcome("applied", changes)
+
+    def _decide(
+        self,
+        tx: StoreTransaction,
+        state: PersonState,
+        memberships: set[Pair],
+        pairs: Iterable[Pair] | None = None,
+    ) -> list[Decision]:
+        reason = state.departure_reason
+        if reason is not None:
+            return decide_departure(state.person_id, memberships, reason)
+        return decide_person(
+            state.person_id,
+            self._current_ruleset(tx),
+            state.attributes,
+            memberships,
+            self.clock.today(),
+            None if pairs is None else set(pairs),
+        )
+
+    def _current_ruleset(self, tx: StoreTransaction) -> RuleSet:
+        version = tx.config_version()
+        if self._ruleset is None or self._ruleset[0] != version:
+            self._ruleset = (version, tx.load_ruleset())
+        return self._ruleset[1]
+
+    # -- config events ----------------------------------------------------------
+
+    def handle_config_record(
+        self, raw: bytes, key: bytes | None, source: SourcePosition
+    ) -> Outcome:
+        """Process one record of the config topic."""
+        try:
+            event = self._decode(raw, source, config_event_adapter.validate_json)
+        except InvalidRecordError as error:
+            return self.dead_letter(raw, key, source, str(error))
+
+        try:
+            with self.store.transaction() as tx:
+                tx.lock_config(exclusive=True)
+                if tx.is_processed(event.event_id):
+                    return Outcome("duplicate")
+                changes = self._apply_config_event(tx, event)
+                tx.mark_processed(event.event_id, source, "applied")
+        except (ConfigRejectedError, RulesError) as error:
+            return self.dead_letter(raw, key, source, str(error))
+        logger.info(
+            "applied config event %s type=%s changes=%d",
+            event.event_id,
+            event.type,
+            changes,
+        )
+        return Outcome("applied", changes)
+
+    def _apply_config_event(self, tx: StoreTransaction, event: ConfigEvent) -> int:
+        if isinstance(event, ManualMembershipAdded | ManualMembershipRemoved):
+            return self._apply_manual(tx, event)
+        if isinstance(event, ProgramDeleted):
+            return self._delete_program(tx, event)
+
+        touched = self._change_config(tx, event)
+        tx.bump_config_version()
+        tx.audit(event.type, _config_subject(event), event.event_id)
+        return self.reevaluate(tx, touched, event.event_id)
+
+    def _change_config(self, tx: StoreTransaction, event: ConfigEvent) -> set[Pair]:
+        """Store the change; return the (program, role) pairs it touches."""
+        if isinstance(event, ProgramUpserted):
+            tx.upsert_program(event.program)
+            return set()
+        if isinstance(event, SegmentUpserted):
+            tx.upsert_segment(event.segment)
+            users = tx.segment_users(event.segment.segment_id)
+            return set().union(*map(_published_pair, users))
+        if isinstance(event, SegmentDeleted):
+            tx.delete_segment(event.segment_id)
+            return set()
+        if isinstance(event, RuleUpserted):
+            previous = tx.get_rule(event.rule.rule_id)
+            tx.upsert_rule(event.rule)
+            return _published_pair(previous) | _published_pair(event.rule)
+        if isinstance(event, RuleDeleted):
+            return _published_pair(tx.delete_rule(event.rule_id))
+        if isinstance(event, RulePublished | RulePaused):
+            if isinstance(event, RulePublished):
+                status = RuleStatus.PUBLISHED
+            else:
+                status = RuleStatus.PAUSED
+            rule = tx.set_rule_status(event.rule_id, status)
+            return {(rule.program_id, rule.role)}
+        if isinstance(event, RulesReordered):
+            previous_order = tx.reorder_rules(event.rule_ids)
+            positions = {rule.rule_id: rule.position for rule in tx.load_rules()}
+            moved = [r for r in previous_order if positions[r.rule_id] != r.position]
+            return set().union(*map(_published_pair, moved))
+        raise AssertionError(f"unhandled config event {event.type}")
+
+    def _apply_manual(
+        self,
+        tx: StoreTransaction,
+        event: ManualMembershipAdded | ManualMembershipRemoved,
+    ) -> int:
+        if not tx.program_exists(event.program_id):
+            raise ConfigRejectedError(
+                f"manual change names unknown program {event.program_id!r}"
+            )
+        pair = (event.program_id, event.role)
+        memberships = tx.memberships_of([event.person_id]).get(event.person_id, set())
+        adding = isinstance(event, ManualMembershipAdded)
+        if (pair in memberships) == adding:
+            return 0
+        action = MembershipAction.ADDED if adding else MembershipAction.REMOVED
+        decision = Decision(
+            event.program_id, event.role, event.person_id, action, DecidedBy.MANUAL
+        )
+        return self._apply_decisions(tx, [decision], "manual", event.event_id)
+
+    def _delete_program(self, tx: StoreTransaction, event: ProgramDeleted) -> int:
+        members = tx.member_ids_of_program(event.program_id)
+        decisions = [
+            Decision(
+                event.program_id,
+                role,
+                person_id,
+                MembershipAction.REMOVED,
+                DecidedBy.PROGRAM_DELETED,
+            )
+            for role, person_id in members
+        ]
+        changes = self._apply_decisions(tx, decisions, "rule", event.event_id)
+        tx.delete_program(event.program_id)
+        tx.bump_config_version()
+        tx.audit(event.type, event.program_id, event.event_id)
+        return changes
+
+    def reevaluate(
+        self, tx: StoreTransaction, pairs: set[Pair], cause_event_id: str
+    ) -> int:
+        """Re-evaluate every person for the pairs; return the changes made."""
+        if not pairs:
+            return 0
+        changes = 0
+        for chunk in tx.iter_persons(PERSON_CHUNK):
+            changes += self._evaluate_chunk(tx, chunk, cause_event_id, pairs)
+        return changes
+
+    def _evaluate_chunk(
+        self,
+        tx: StoreTransaction,
+        persons: Sequence[PersonState],
+        cause_event_id: str,
+        pairs: set[Pair] | None,
+    ) -> int:
+        memberships = tx.memberships_of(p.person_id for p in persons)
+        decisions: list[Decision] = []
+        for person in persons:
+            held = memberships.get(person.person_id, set())
+            decisions.extend(self._decide(tx, person, held, pairs))
+        return self._apply_decisions(tx, decisions, "rule", cause_event_id)
+
+    # -- sweep ------------------------------------------------------------------
+
+    def sweep(self) -> SweepResult | None:
+        """Re-run every rule over everybody; None when another sweep is running."""
+        cause_event_id = new_event_id()
+        with self.store.transaction() as tx:
+            if not tx.try_lock(SWEEP_LOCK_KEY):
+                logger.info("sweep skipped: another sweep is running")
+                return None
+            tx.lock_config(exclusive=True)
+            sweep_id = tx.start_sweep(cause_event_id, self.clock.now())
+            persons = changes = 0
+            for chunk in tx.iter_persons(PERSON_CHUNK):
+                persons += len(chunk)
+                changes += self._evaluate_chunk(tx, chunk, cause_event_id, None)
+            tx.finish_sweep(sweep_id, self.clock.now(), persons, changes)
+        logger.info(
+            "sweep finished sweep_id=%d persons=%d changes=%d",
+            sweep_id,
+            persons,
+            changes,
+        )
+        return SweepResult(sweep_id, persons, changes)
+
+    # -- effects ----------------------------------------------------------------
+
+    def _apply_decisions(
+        self,
+        tx: StoreTransaction,
+        decisions: Sequence[Decision],
+        source: str,
+        cause_event_id: str,
+    ) -> int:
+        changed_at = self.clock.now()
+        for decision in decisions:
+            pair = (decision.program_id, decision.role)
+            if decision.action is MembershipAction.ADDED:
+                tx.add_membership(
+                    pair,
+                    decision.person_id,
+                    source,
+                    decision.decided_by,
+                    cause_event_id,
+                    changed_at,
+                )
+            else:
+                tx.remove_membership(pair, decision.person_id)
+            event = MembershipEvent.decided(
+                decision.action,
+                decision.program_id,
+                decision.role,
+                decision.person_id,
+                decision.decided_by,
+                cause_event_id,
+                changed_at,
+            )
+            payload = event.model_dump(mode="json")
+            tx.enqueue(self.kafka.membership_topic, decision.person_id, payload)
+            tx.audit(
+                decision.action.value,
+                decision.person_id,
+                cause_event_id,
+                {
+                    "program_id": decision.program_id,
+                    "role": decision.role.value,
+                    "decided_by": decision.decided_by,
+                    "event_id": event.event_id,
+                },
+            )
+        return len(decisions)
+
+    # -- decoding and dead letters ----------------------------------------------
+
+    def _decode(self, raw: bytes, source: SourcePosition, validate: Any) -> Any:
+        if len(raw) > self.max_event_bytes:
+            raise InvalidRecordError(
+                f"record of {len(raw)} bytes exceeds the limit of"
+                f" {self.max_event_bytes} bytes"
+            )
+        try:
+            return validate(raw)
+        except ValidationError as error:
+            raise InvalidRecordError(_describe(error)) from None
+
+    def dead_letter(
+        self, raw: bytes, key: bytes | None, source: SourcePosition, error: str
+    ) -> Outcome:
+        """Send a record verbatim to the dead-letter topic, with the reason."""
+        letter_id = derive_event_id(
+            "dead-letter", source.topic, source.partition, source.offset
+        )
+        letter = DeadLetter(
+            event_id=letter_id,
+            occurred_at=self.clock.now(),
+            error=error,
+            source_topic=source.topic,
+            source_partition=source.partition,
+            source_offset=source.offset,
+            key=_text(key),
+            payload=_utf8(raw),
+            payload_base64=None if _utf8(raw) is not None else _base64(raw),
+        )
+        with self.store.transaction() as tx:
+            if tx.is_processed(letter_id):
+                return Outcome("duplicate")
+            tx.enqueue(
+                self.kafka.dead_letter_topic, _text(key), letter.model_dump(mode="json")
+            )
+            tx.audit(
+                "dead_letter",
+                f"{source.topic}/{source.partition}/{source.offset}",
+                letter_id,
+                {"error": error},
+            )
+            tx.mark_processed(letter_id, source, "dead_letter")
+        logger.warning(
+            "dead-lettered record topic=%s partition=%d offset=%d: %s",
+            source.topic,
+            source.partition,
+            source.offset,
+            error,
+        )
+        return Outcome("dead_letter")
+
+
+def _published_pair(rule: Rule | None) -> set[Pair]:
+    if rule is None or rule.status is not RuleStatus.PUBLISHED:
+        return set()
+    return {(rule.program_id, rule.role)}
+
+
+def _config_subject(event: ConfigEvent) -> str:
+    for name in ("program", "segment", "rule"):
+        value = getattr(event, name, None)
+        if value is not None:
+            return str(getattr(value, f"{name}_id"))
+    for name in ("program_id", "segment_id", "rule_id"):
+        value = getattr(event, name, None)
+        if value is not None:
+            return str(value)
+    return "rules"
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for detail in error.errors(include_url=False)[:5]:
+        where = ".".join(str(part) for part in detail["loc"]) or "record"
+        problems.append(f"{where}: {detail['msg']}")
+    return "invalid event: " + "; ".join(problems)
+
+
+def _text(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    return _utf8(data) or _base64(data)
+
+
+def _utf8(data: bytes) -> str | None:
+    try:
+        return data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

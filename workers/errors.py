@@ -1,0 +1,13 @@
+"""Errors of the worker and the command line."""
+
+from __future__ import annotations
+
+from schemas.errors import MentorflowError
+
+
+class WorkerError(MentorflowError):
+    """The worker cannot go on as configured."""
+
+
+class InvalidRecordError(WorkerError):
+    """A consumed record cannot be processed; it goes to the dead-letter topic."""

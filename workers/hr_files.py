@@ -1,0 +1,183 @@
+"""Turning HR exports (a roster and its job history) into person events."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from schemas.common import new_event_id, utc_now
+from schemas.person import PersonSnapshot, PersonUpdated
+
+logger = logging.getLogger(__name__)
+
+# Roster columns renamed to the attribute names segments use.
+COLUMN_ATTRIBUTES = {
+    "job_title": "title",
+    "department_name": "department",
+}
+ID_COLUMNS = ("person_id", "employee_id")
+# The attributes a job carries; a job change replaces all of them.
+JOB_ATTRIBUTES = ("job_id", "title", "department_id", "department")
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A history row that contradicts the roster, and why."""
+
+    person_id: str
+    start_date: str
+    reason: str
+
+
+def read_roster(path: Path) -> dict[str, dict[str, Any]]:
+    """Return each person's attributes from a roster CSV, by person_id.
+
+    Empty cells are left out; cells that read as numbers become numbers, except
+    in identifier columns (``*_id``), which stay text.
+    """
+    roster: dict[str, dict[str, Any]] = {}
+    with path.open(newline="") as file:
+        reader = csv.DictReader(file)
+        id_column = next(
+            (c for c in ID_COLUMNS if c in (reader.fieldnames or [])), None
+        )
+        if id_column is None:
+            raise ValueError(
+                f"roster {path} has no person_id or employee_id column;"
+                f" found {reader.fieldnames}"
+            )
+        for row in reader:
+            person_id = row.pop(id_column).strip()
+            roster[person_id] = {
+                COLUMN_ATTRIBUTES.get(column, column): _cell(column, value)
+                for column, value in row.items()
+                if value is not None and value.strip()
+            }
+    return roster
+
+
+def snapshot_events(
+    roster: dict[str, dict[str, Any]], occurred_at: datetime | None = None
+) -> list[PersonSnapshot]:
+    """Return one snapshot event a person, all stamped with one instant."""
+    occurred_at = occurred_at or utc_now()
+    return [
+        PersonSnapshot(
+            event_id=new_event_id(),
+            occurred_at=occurred_at,
+            person_id=person_id,
+            attributes=attributes,
+        )
+        for person_id, attributes in roster.items()
+    ]
+
+
+def history_events(
+    history_path: Path,
+    roster: dict[str, dict[str, Any]],
+    replayed_at: datetime | None = None,
+) -> tuple[list[PersonUpdated], list[RejectedRow]]:
+    """Return the job history as dated job changes, and the rows rejected.
+
+    For each person, the earlier jobs are replayed in date order and followed
+    by a change back to the roster's current job, on the day after the last
+    earlier job ended. A row that starts before the person's hire date, ends
+    before it starts, or overlaps the previous row is rejected: the sample data
+    has such rows, and an HR system would not emit them as changes.
+
+    All changes come in one chronological sequence; each is stamped with the
+    replay instant plus its rank, so that later dates always win.
+    """
+    accepted, rejected = _validated_rows(history_path, roster)
+    changes: list[tuple[date, str, dict[str, Any]]] = []
+    for person_id, rows in accepted.items():
+        for row in rows:
+            changes.append((row["start"], person_id, _job(row)))
+        current = roster[person_id]
+        back_on = rows[-1]["end"] + timedelta(days=1)
+        changes.append(
+            (back_on, person_id, {name: current.get(name) for name in JOB_ATTRIBUTES})
+        )
+    changes.sort(key=lambda change: (change[0], int(change[1])))
+
+    base = replayed_at or utc_now()
+    events = [
+        PersonUpdated(
+            event_id=new_event_id(),
+            occurred_at=base + timedelta(milliseconds=rank),
+            person_id=person_id,
+            effective_at=effective,
+            changes=job,
+        )
+        for rank, (effective, person_id, job) in enumerate(changes)
+    ]
+    return events, rejected
+
+
+def _validated_rows(
+    history_path: Path, roster: dict[str, dict[str, Any]]
+) -> tuple[dict[str, list[dict[str, Any]]], list[RejectedRow]]:
+    by_person: dict[str, list[dict[str, Any]]] = {}
+    with history_path.open(newline="") as file:
+        for row in csv.DictReader(file):
+            person_id = row["employee_id"].strip()
+            parsed: dict[str, Any] = {
+                "start": date.fromisoformat(row["start_date"]),
+                "end": date.fromisoformat(row["end_date"]),
+                "job_id": row["job_id"],
+                "title": row["job_title"],
+                "department_id": row["department_id"],
+                "department": row["department_name"],
+            }
+            by_person.setdefault(person_id, []).append(parsed)
+
+    accepted: dict[str, list[dict[str, Any]]] = {}
+    rejected: list[RejectedRow] = []
+    for person_id, rows in sorted(by_person.items()):
+        rows.sort(key=lambda row: row["start"])
+        hired = roster.get(person_id, {}).get("hire_date")
+        previous_end: date | None = None
+        for row in rows:
+            reason = _row_problem(row, hired, previous_end, person_id in roster)
+            if reason:
+                rejected.append(RejectedRow(person_id, str(row["start"]), reason))
+                continue
+            accepted.setdefault(person_id, []).append(row)
+            previous_end = row["end"]
+    return accepted, rejected
+
+
+def _row_problem(
+    row: dict[str, Any], hired: Any, previous_end: date | None, known: bool
+) -> str | None:
+    if not known:
+        return "person is not in the roster"
+    if row["end"] < row["start"]:
+        return f"ends {row['end']} before it starts"
+    if hired is not None and row["start"] < date.fromisoformat(str(hired)):
+        return f"starts before the hire date {hired}"
+    if previous_end is not None and row["start"] <= previous_end:
+        return f"overlaps the job that ended {previous_end}"
+    return None
+
+
+def _job(row: dict[str, Any]) -> dict[str, Any]:
+    return {name: row[name] for name in JOB_ATTRIBUTES}
+
+
+def _cell(column: str, value: str) -> Any:
+    text = value.strip()
+    if column.endswith("_id") or column.endswith("_date"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
