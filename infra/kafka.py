@@ -9,6 +9,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.serializer import Deserializer, Serializer
 
 from infra.errors import InfraError
 from infra.settings import KafkaSettings
@@ -88,17 +89,33 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
         "acks": "all",
         "enable_idempotence": settings.idempotent_producer,
         "linger_ms": 5,
-        "key_serializer": _encode_key,
-        "value_serializer": _encode_value,
+        "key_serializer": TextSerializer(),
+        "value_serializer": JsonSerializer(),
     }
     return KafkaProducer(**(options | overrides))
 
 
-def _encode_key(key: str | None) -> bytes | None:
-    return None if key is None else key.encode()
+class TextSerializer(Serializer):  # type: ignore[misc]
+    """Keys are UTF-8 text."""
+
+    def serialize(self, topic: str, headers: Any, data: str | None) -> bytes | None:
+        """Encode a key."""
+        return None if data is None else data.encode()
 
 
-def _encode_value(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+class JsonSerializer(Serializer):  # type: ignore[misc]
+    """Values are compact JSON; bytes pass through as they are."""
+
+    def serialize(self, topic: str, headers: Any, data: Any) -> bytes:
+        """Encode a value."""
+        if isinstance(data, bytes):
+            return data
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class JsonDeserializer(Deserializer):  # type: ignore[misc]
+    """Reads JSON values."""
+
+    def deserialize(self, topic: str, headers: Any, data: bytes | None) -> Any:
+        """Decode a value."""
+        return None if data is None else json.loads(data)

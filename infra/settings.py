@@ -14,7 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class PostgresSettings(BaseSettings):
     """Where the state lives; with no URL, the embedded server is started."""
 
-    model_config = SettingsConfigDict(env_prefix="MENTORFLOW_POSTGRES_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MENTORFLOW_POSTGRES_", extra="ignore", populate_by_name=True
+    )
 
     url: SecretStr | None = Field(
         default=None,
@@ -28,7 +30,9 @@ class PostgresSettings(BaseSettings):
 class KafkaSettings(BaseSettings):
     """The Kafka-protocol cluster; with no bootstrap, the embedded broker."""
 
-    model_config = SettingsConfigDict(env_prefix="MENTORFLOW_KAFKA_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MENTORFLOW_KAFKA_", extra="ignore", populate_by_name=True
+    )
 
     bootstrap: str | None = Field(
         default=None,

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer
+from rich.console import Console
 from rich.progress import Progress
 
-from infra.kafka import client_options
+from infra.kafka import JsonDeserializer, client_options
 from infra.settings import KafkaSettings
 from infra.store import Store
 from schemas.common import EventBase
@@ -31,7 +31,9 @@ def publish_events(
     Raises WorkerError when the broker does not acknowledge every event.
     """
     futures = []
-    with Progress(transient=True, disable=description is None) as progress:
+    console = Console(stderr=True)
+    show = description is not None and console.is_terminal
+    with Progress(console=console, transient=True, disable=not show) as progress:
         task = progress.add_task(description or "", total=len(keyed_events))
         for key, event in keyed_events:
             payload = event.model_dump(mode="json", by_alias=True)
@@ -104,16 +106,12 @@ def read_topic(
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=int(idle_timeout_s * 1000),
-        value_deserializer=_json,
+        value_deserializer=JsonDeserializer(),
     )
     try:
         return [record.value for record in consumer]
     finally:
         consumer.close()
-
-
-def _json(data: bytes) -> Any:
-    return json.loads(data)
 
 
 def keyed_by_person(events: Iterable[Any]) -> list[tuple[str, EventBase]]:
