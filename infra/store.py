@@ -29,6 +29,10 @@ CONFIG_LOCK_KEY = 0x6D656E746F72_02
 SWEEP_LOCK_KEY = 0x6D656E746F72_03
 RELAY_LOCK_KEY = 0x6D656E746F72_04
 
+# Added to a rule's position while a batch renumbers it; no real dashboard
+# comes near it.
+PARKED_OFFSET = 1_000_000_000
+
 
 @dataclass(frozen=True)
 class SourcePosition:
@@ -310,12 +314,19 @@ class StoreTransaction:
 
         # Move every rule out of the way first: the unique index on published
         # positions would otherwise trip half-way through the renumbering.
-        self.conn.execute("UPDATE rules SET position = position + 1000000000")
+        self.park_rules([rule.rule_id for rule in before])
         self.conn.cursor().executemany(
             "UPDATE rules SET position = %s, updated_at = now() WHERE rule_id = %s",
             [(position, rule_id) for position, rule_id in enumerate(order)],
         )
         return before
+
+    def park_rules(self, rule_ids: Sequence[str]) -> None:
+        """Move rules out of every dashboard position, before renumbering them."""
+        self.conn.execute(
+            "UPDATE rules SET position = position + %s WHERE rule_id = ANY(%s)",
+            (PARKED_OFFSET, list(rule_ids)),
+        )
 
     def _check_position_free(
         self, rule_id: str, position: int, status: RuleStatus

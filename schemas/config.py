@@ -79,6 +79,19 @@ class RulePaused(EventBase):
     rule_id: ObjectId
 
 
+class ConfigApplied(EventBase):
+    """Programs, segments and rules published together and applied as one.
+
+    Everything in it is stored first, then every program role it touches is
+    re-evaluated once, so overlapping rules published together never flap.
+    """
+
+    type: Literal["config.applied"] = "config.applied"
+    programs: tuple[Program, ...] = ()
+    segments: tuple[Segment, ...] = ()
+    rules: tuple[Rule, ...] = ()
+
+
 class ManualMembershipAdded(EventBase):
     """An admin adds a person to a program role by hand."""
 
@@ -107,6 +120,7 @@ ConfigEvent = Annotated[
     | RulesReordered
     | RulePublished
     | RulePaused
+    | ConfigApplied
     | ManualMembershipAdded
     | ManualMembershipRemoved,
     Field(discriminator="type"),

@@ -117,8 +117,15 @@ class NotGroup(FrozenModel):
     model_config = FrozenModel.model_config | {"populate_by_name": True}
 
 
-def _node_kind(raw: Any) -> str:
-    keys = set(raw) if isinstance(raw, dict) else set(vars(raw))
+def _node_kind(raw: Any) -> str | None:
+    if isinstance(raw, dict):
+        keys = set(raw)
+    elif hasattr(raw, "__dict__"):
+        keys = set(vars(raw))
+    else:
+        # Not a node at all (a list, a string...): None makes pydantic report
+        # a validation error instead of this function raising TypeError.
+        return None
     for kind in ("all", "any", "not"):
         if kind in keys or f"{kind}_" in keys:
             return kind

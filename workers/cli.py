@@ -196,15 +196,14 @@ def run_history(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_apply(settings: Settings, args: argparse.Namespace) -> int:
-    """Publish a config file's programs, segments and rules as config events."""
+    """Publish a config file's programs, segments and rules as one config event."""
     config = load_config_file(args.config)
     settings = running_stack_settings(settings)
     ensure_topics(settings.kafka)
-    events = config.to_events()
+    event = config.to_event()
     producer = make_producer(settings.kafka)
     try:
-        keyed = [(CONFIG_KEY, event) for event in events]
-        publish_events(producer, settings.kafka.config_topic, keyed, "apply")
+        publish_events(producer, settings.kafka.config_topic, [(CONFIG_KEY, event)])
     finally:
         producer.close()
     console.print(

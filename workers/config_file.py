@@ -9,12 +9,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from schemas.common import FrozenModel, new_event_id, utc_now
-from schemas.config import (
-    ConfigEvent,
-    ProgramUpserted,
-    RuleUpserted,
-    SegmentUpserted,
-)
+from schemas.config import ConfigApplied
 from schemas.segments import Program, Role, Rule, RuleAction, RuleStatus, Segment
 from workers.errors import WorkerError
 
@@ -54,27 +49,15 @@ class ConfigFile(FrozenModel):
             for index, entry in enumerate(self.rules)
         ]
 
-    def to_events(self) -> list[ConfigEvent]:
-        """Return the config events that publish this file, in order."""
-        now = utc_now()
-        events: list[ConfigEvent] = []
-        for program in self.programs:
-            events.append(
-                ProgramUpserted(
-                    event_id=new_event_id(), occurred_at=now, program=program
-                )
-            )
-        for segment in self.segments:
-            events.append(
-                SegmentUpserted(
-                    event_id=new_event_id(), occurred_at=now, segment=segment
-                )
-            )
-        for rule in self.to_rules():
-            events.append(
-                RuleUpserted(event_id=new_event_id(), occurred_at=now, rule=rule)
-            )
-        return events
+    def to_event(self) -> ConfigApplied:
+        """Return the one config event that publishes this whole file."""
+        return ConfigApplied(
+            event_id=new_event_id(),
+            occurred_at=utc_now(),
+            programs=self.programs,
+            segments=self.segments,
+            rules=tuple(self.to_rules()),
+        )
 
 
 def load_config_file(path: Path) -> ConfigFile:

@@ -152,8 +152,8 @@ def _feed(
         )
         wait_until_processed(store, ids, is_worker_alive=alive)
 
-        config_events = load_config_file(inputs.config).to_events()
-        keyed = [(CONFIG_KEY, event) for event in config_events]
+        config_event = load_config_file(inputs.config).to_event()
+        keyed = [(CONFIG_KEY, config_event)]
         ids = publish_events(producer, kafka.config_topic, keyed, "config")
         wait_until_processed(store, ids, is_worker_alive=alive)
 

@@ -19,6 +19,7 @@ from rules.person_state import PersonState, apply_event
 from rules.ruleset import Pair, RuleSet
 from schemas.common import derive_event_id, new_event_id
 from schemas.config import (
+    ConfigApplied,
     ConfigEvent,
     ManualMembershipAdded,
     ManualMembershipRemoved,
@@ -236,12 +237,33 @@ class Engine:
                 status = RuleStatus.PAUSED
             rule = tx.set_rule_status(event.rule_id, status)
             return {(rule.program_id, rule.role)}
+        if isinstance(event, ConfigApplied):
+            return self._apply_batch(tx, event)
         if isinstance(event, RulesReordered):
             previous_order = tx.reorder_rules(event.rule_ids)
             positions = {rule.rule_id: rule.position for rule in tx.load_rules()}
             moved = [r for r in previous_order if positions[r.rule_id] != r.position]
             return set().union(*map(_published_pair, moved))
         raise AssertionError(f"unhandled config event {event.type}")
+
+    def _apply_batch(self, tx: StoreTransaction, event: ConfigApplied) -> set[Pair]:
+        for program in event.programs:
+            tx.upsert_program(program)
+        touched: set[Pair] = set()
+        for segment in event.segments:
+            tx.upsert_segment(segment)
+            for user in tx.segment_users(segment.segment_id):
+                touched |= _published_pair(user)
+
+        # The batch may swap positions among its own rules: park them first so
+        # that no half-applied order trips the one-rule-per-position check.
+        tx.park_rules([rule.rule_id for rule in event.rules])
+        for rule in event.rules:
+            touched |= _published_pair(tx.get_rule(rule.rule_id))
+        for rule in event.rules:
+            tx.upsert_rule(rule)
+            touched |= _published_pair(rule)
+        return touched
 
     def _apply_manual(
         self,

@@ -111,12 +111,14 @@ def expected_summary(as_of: date) -> dict[str, Any]:
         (members.add if want else members.discard)((program, role, person))
         return 1
 
-    for rule in config["rules"]:
-        published.append(rule)
-        for person in roster:
-            events += reevaluate(person, rule["program"], rule["role"])
-
+    # The config is published as one event: every rule at once, then every
+    # person re-evaluated once.
+    published.extend(config["rules"])
     pairs = {(rule["program"], rule["role"]) for rule in config["rules"]}
+    for person in roster:
+        for program, role in sorted(pairs):
+            events += reevaluate(person, program, role)
+
     for _, person, job in job_changes(roster):
         roster[person].update({k: v for k, v in job.items() if v is not None})
         for program, role in sorted(pairs):
