@@ -52,6 +52,8 @@ class Outcome:
 
     kind: str
     changes: int = 0
+    # The person's own membership changes; config events report only a count.
+    decisions: tuple[Decision, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class Engine:
         memberships = tx.memberships_of([event.person_id]).get(event.person_id, set())
         decisions = self._decide(tx, transition.state, memberships)
         changes = self._apply_decisions(tx, decisions, "rule", event.event_id)
-        return Outcome("applied", changes)
+        return Outcome("applied", changes, tuple(decisions))
 
     def _decide(
         self,
