@@ -96,7 +96,8 @@ class WorkerSettings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535)
     # Pins "today" to a date, for demos and what-if runs; None follows the clock.
     as_of: date | None = None
-    held_release_interval_s: float = Field(default=30.0, gt=0)
+    # How often held events and time-relative flips that fell due are applied.
+    calendar_interval_s: float = Field(default=30.0, gt=0)
 
     @field_validator("business_timezone")
     @classmethod

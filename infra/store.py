@@ -500,6 +500,45 @@ class StoreTransaction:
         rows.sort(key=lambda row: (row[1], row[2]))
         return [row[0] for row in rows]
 
+    # -- timers ---------------------------------------------------------------
+
+    def set_timer(self, person_id: str, due_on: date | None) -> None:
+        """Set or clear the day a person must be re-evaluated on."""
+        if due_on is None:
+            self.conn.execute(
+                "DELETE FROM person_timers WHERE person_id = %s", (person_id,)
+            )
+            return
+        self.conn.execute(
+            "INSERT INTO person_timers (person_id, due_on) VALUES (%s, %s)"
+            " ON CONFLICT (person_id) DO UPDATE SET due_on = excluded.due_on",
+            (person_id, due_on),
+        )
+
+    def set_timers(self, timers: Sequence[tuple[str, date | None]]) -> None:
+        """Set or clear the timers of many persons."""
+        cleared = [person_id for person_id, due_on in timers if due_on is None]
+        if cleared:
+            self.conn.execute(
+                "DELETE FROM person_timers WHERE person_id = ANY(%s)", (cleared,)
+            )
+        due = [(person_id, due_on) for person_id, due_on in timers if due_on]
+        if due:
+            self.conn.cursor().executemany(
+                "INSERT INTO person_timers (person_id, due_on) VALUES (%s, %s)"
+                " ON CONFLICT (person_id) DO UPDATE SET due_on = excluded.due_on",
+                due,
+            )
+
+    def due_timers(self, today: date, limit: int) -> list[tuple[str, date]]:
+        """Return persons whose timer is due by today, locking them, oldest first."""
+        rows = self.conn.execute(
+            "SELECT person_id, due_on FROM person_timers WHERE due_on <= %s"
+            " ORDER BY due_on, person_id LIMIT %s FOR UPDATE SKIP LOCKED",
+            (today, limit),
+        ).fetchall()
+        return [(person_id, due_on) for person_id, due_on in rows]
+
     # -- outbox and audit -----------------------------------------------------
 
     def enqueue(self, topic: str, key: str | None, payload: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ def settings(
             web_port=0,
             as_of=TEST_TODAY,
             relay_interval_s=0.1,
-            held_release_interval_s=1.0,
+            calendar_interval_s=1.0,
         ),
     )
 

@@ -104,11 +104,16 @@ def build_app(settings: Settings, engine: Engine, relay: OutboxRelay) -> faust.A
     async def sweep() -> None:
         await _guarded(health, "sweep", engine.sweep)
 
-    @app.timer(interval=settings.worker.held_release_interval_s)
-    async def release_held_events() -> None:
-        released = await _guarded(health, "held events", engine.release_due_events)
-        if released:
-            outbox_written.set()
+    @app.task
+    async def follow_the_calendar() -> None:
+        # Runs at start too, so that held events and time flips that fell due
+        # while no worker ran are applied at once, not at the next sweep.
+        while not app.should_stop:
+            released = await _guarded(health, "held events", engine.release_due_events)
+            flipped = await _guarded(health, "time flips", engine.apply_due_flips)
+            if released or flipped:
+                outbox_written.set()
+            await asyncio.sleep(settings.worker.calendar_interval_s)
 
     return app
 

@@ -6,6 +6,7 @@ import base64
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,6 +16,7 @@ from infra.settings import KafkaSettings
 from infra.store import SWEEP_LOCK_KEY, SourcePosition, Store, StoreTransaction
 from rules.errors import RulesError
 from rules.evaluation import Decision, decide_departure, decide_person
+from rules.flips import next_flip
 from rules.person_state import PersonState, apply_event
 from rules.ruleset import Pair, RuleSet
 from schemas.common import derive_event_id, new_event_id
@@ -148,7 +150,39 @@ class Engine:
         memberships = tx.memberships_of([event.person_id]).get(event.person_id, set())
         decisions = self._decide(tx, transition.state, memberships)
         changes = self._apply_decisions(tx, decisions, "rule", event.event_id)
+        tx.set_timer(event.person_id, self._next_flip(tx, transition.state))
         return Outcome("applied", changes, tuple(decisions))
+
+    def apply_due_flips(self, limit: int = 500) -> int:
+        """Re-evaluate the persons whose time-relative outcomes may have changed.
+
+        Timers are durable, so flips that fell due while no worker ran are all
+        applied by the first call after start. Returns the changes made.
+        """
+        today = self.clock.today()
+        with self.store.transaction() as tx:
+            tx.lock_config(exclusive=False)
+            due = tx.due_timers(today, limit)
+            changes = 0
+            for person_id, due_on in due:
+                state = tx.load_person(person_id)
+                if state is None:
+                    tx.set_timer(person_id, None)
+                    continue
+                held = tx.memberships_of([person_id]).get(person_id, set())
+                cause = derive_event_id("time", person_id, due_on, today)
+                decisions = self._decide(tx, state, held)
+                changes += self._apply_decisions(tx, decisions, "rule", cause)
+                tx.set_timer(person_id, self._next_flip(tx, state))
+        if due:
+            logger.info("applied due flips persons=%d changes=%d", len(due), changes)
+        return changes
+
+    def _next_flip(self, tx: StoreTransaction, state: PersonState) -> date | None:
+        if not state.is_active:
+            return None
+        segments = self._current_ruleset(tx).used_segments.values()
+        return next_flip(segments, state.attributes, self.clock.today())
 
     def _decide(
         self,
@@ -328,6 +362,8 @@ class Engine:
         for person in persons:
             held = memberships.get(person.person_id, set())
             decisions.extend(self._decide(tx, person, held, pairs))
+        # A config change can add or remove time-relative conditions for anyone.
+        tx.set_timers([(p.person_id, self._next_flip(tx, p)) for p in persons])
         return self._apply_decisions(tx, decisions, "rule", cause_event_id)
 
     # -- sweep ------------------------------------------------------------------

@@ -1,0 +1,78 @@
+"""When a person's time-relative segment outcomes can next change by themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import date, timedelta
+from typing import Any
+
+from rules.values import as_date
+from schemas.segments import (
+    AllGroup,
+    AnyGroup,
+    Condition,
+    NotGroup,
+    Operator,
+    SegmentNode,
+)
+
+
+def next_flip(
+    segments: Iterable[SegmentNode], attributes: Mapping[str, Any], today: date
+) -> date | None:
+    """Return the first day after today on which these segments can change.
+
+    Only time-relative conditions change with no event; None when none of them
+    applies to these attributes. Until that day every segment gives today's
+    answer, so the person needs no re-evaluation before it unless an event
+    arrives.
+    """
+    upcoming = [
+        day
+        for segment in segments
+        for condition in _time_conditions(segment)
+        for day in _flip_days(condition, attributes)
+        if day > today
+    ]
+    return min(upcoming, default=None)
+
+
+def _time_conditions(node: SegmentNode) -> Iterator[Condition]:
+    if isinstance(node, AllGroup):
+        for child in node.all:
+            yield from _time_conditions(child)
+    elif isinstance(node, AnyGroup):
+        for child in node.any:
+            yield from _time_conditions(child)
+    elif isinstance(node, NotGroup):
+        yield from _time_conditions(node.not_)
+    elif node.operator in _WINDOWS:
+        yield node
+
+
+def _flip_days(condition: Condition, attributes: Mapping[str, Any]) -> list[date]:
+    """The days on which the condition's answer differs from the day before."""
+    day = as_date(attributes.get(condition.attribute))
+    if day is None:
+        return []
+    days = timedelta(days=int(condition.value))  # type: ignore[arg-type]
+    one = timedelta(days=1)
+    # Each window is the set of "today"s for which the condition holds; it
+    # changes on the window's first day and on the day after its last.
+    if condition.operator is Operator.WITHIN_LAST:  # today in [day, day + N]
+        return [day, day + days + one]
+    if condition.operator is Operator.MORE_THAN_AGO:  # today > day + N
+        return [day + days + one]
+    if condition.operator is Operator.WITHIN_NEXT:  # today in [day - N, day]
+        return [day - days, day + one]
+    return [day - days]  # more_than_ahead: today < day - N
+
+
+_WINDOWS = frozenset(
+    {
+        Operator.WITHIN_LAST,
+        Operator.MORE_THAN_AGO,
+        Operator.WITHIN_NEXT,
+        Operator.MORE_THAN_AHEAD,
+    }
+)
