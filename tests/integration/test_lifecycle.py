@@ -1,0 +1,278 @@
+"""Dates, lifecycle and manual membership, driven through the engine on PostgreSQL.
+
+These tests feed records to the engine directly, as the worker's agents do, so
+that they can move "today" between events; the Kafka path is covered by
+test_pipeline.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from infra.settings import KafkaSettings
+from infra.store import SourcePosition, Store
+from schemas.common import EventBase, new_event_id
+from schemas.config import ManualMembershipAdded, ManualMembershipRemoved
+from schemas.person import PersonHired, PersonTerminated, PersonUpdated
+from schemas.segments import Program, Role, RuleAction, Segment
+from workers.clock import BusinessClock
+from workers.config_file import ConfigFile, RuleEntry
+from workers.engine import Engine
+
+DAY = timedelta(days=1)
+HIRED_ON = date(2026, 3, 1)
+
+BUDDIES = ConfigFile(
+    programs=(Program(program_id="buddies"),),
+    segments=(
+        Segment.model_validate(
+            {
+                "segment_id": "new-hires",
+                "definition": {
+                    "all": [
+                        {
+                            "attribute": "hire_date",
+                            "operator": "within_last",
+                            "value": 30,
+                        }
+                    ]
+                },
+            }
+        ),
+        Segment.model_validate(
+            {
+                "segment_id": "contractors",
+                "definition": {
+                    "all": [
+                        {"attribute": "type", "operator": "eq", "value": "contractor"}
+                    ]
+                },
+            }
+        ),
+    ),
+    rules=(
+        RuleEntry(
+            rule_id="add-new-hires",
+            action=RuleAction.ADD,
+            program="buddies",
+            role=Role.MENTEE,
+            segment="new-hires",
+        ),
+        RuleEntry(
+            rule_id="remove-contractors",
+            action=RuleAction.REMOVE,
+            program="buddies",
+            role=Role.MENTEE,
+            segment="contractors",
+        ),
+    ),
+)
+
+EngineAt = Callable[[date], Engine]
+_offsets = itertools.count()
+
+
+@pytest.fixture
+def engine_at(store: Store) -> EngineAt:
+    """Build an engine whose business date is the given day."""
+
+    def build(today: date) -> Engine:
+        clock = BusinessClock(ZoneInfo("Europe/Paris"), as_of=today)
+        return Engine(store, KafkaSettings(), clock)
+
+    return build
+
+
+def feed(engine: Engine, event: EventBase, topic: str = "hr.person-events") -> str:
+    raw = json.dumps(event.model_dump(mode="json", by_alias=True)).encode()
+    position = SourcePosition(topic, 0, next(_offsets))
+    if topic == "mentorflow.config":
+        return engine.handle_config_record(raw, b"config", position).kind
+    return engine.handle_person_record(raw, b"key", position).kind
+
+
+def members(store: Store) -> dict[str, str]:
+    with store.transaction() as tx:
+        return {row.person_id: row.decided_by for row in tx.members("buddies")}
+
+
+def outbox(store: Store) -> list[dict[str, Any]]:
+    with store.transaction() as tx:
+        return [row.payload for row in tx.fetch_outbox(1000)]
+
+
+def hire(person_id: str, hired_on: date = HIRED_ON, **attributes: Any) -> PersonHired:
+    return PersonHired(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        person_id=person_id,
+        attributes={"hire_date": hired_on.isoformat(), **attributes},
+    )
+
+
+def configure(engine: Engine) -> None:
+    assert feed(engine, BUDDIES.to_event(), "mentorflow.config") == "applied"
+
+
+def test_a_new_hire_leaves_on_day_31_when_the_worker_applies_due_flips(
+    store, engine_at
+):
+    configure(engine_at(HIRED_ON))
+    feed(engine_at(HIRED_ON), hire("p1"))
+    assert members(store) == {"p1": "add-new-hires"}
+
+    # Day 30 after hire is still inside "within the last 30 days".
+    assert engine_at(HIRED_ON + 30 * DAY).apply_due_flips() == 0
+    assert members(store) == {"p1": "add-new-hires"}
+
+    # The flip timer of day 31 fires; only an add rule exists, so the person
+    # stays: rules never undo themselves.
+    assert engine_at(HIRED_ON + 31 * DAY).apply_due_flips() == 0
+    assert members(store) == {"p1": "add-new-hires"}
+
+
+def test_flips_missed_while_no_worker_ran_are_applied_at_the_next_call(
+    store, engine_at
+):
+    configure(engine_at(HIRED_ON))
+    # Hired in the future: enters the segment on the hire date.
+    feed(engine_at(HIRED_ON - 10 * DAY), hire("p2"))
+    assert members(store) == {}
+
+    # The worker was down from the hire date for two weeks.
+    assert engine_at(HIRED_ON + 14 * DAY).apply_due_flips() == 1
+    assert members(store) == {"p2": "add-new-hires"}
+    assert outbox(store)[-1]["type"] == "membership.added"
+
+
+def test_a_future_dated_change_is_held_and_applied_on_its_date(store, engine_at):
+    configure(engine_at(HIRED_ON))
+    feed(engine_at(HIRED_ON), hire("p3"))
+    change = PersonUpdated(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        person_id="p3",
+        effective_at=HIRED_ON + 5 * DAY,
+        changes={"type": "contractor"},
+    )
+    assert feed(engine_at(HIRED_ON), change) == "held"
+    assert members(store) == {"p3": "add-new-hires"}
+
+    assert engine_at(HIRED_ON + 4 * DAY).release_due_events() == 0
+    assert engine_at(HIRED_ON + 5 * DAY).release_due_events() == 1
+    assert members(store) == {}
+    assert outbox(store)[-1]["decided_by"] == "remove-contractors"
+
+
+def test_termination_removes_every_membership_on_its_date_and_a_rehire_starts_over(
+    store, engine_at
+):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    feed(engine, hire("p4"))
+    manual = ManualMembershipAdded(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        program_id="buddies",
+        role=Role.MENTOR,
+        person_id="p4",
+    )
+    feed(engine, manual, "mentorflow.config")
+    leaving = PersonTerminated(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        person_id="p4",
+        termination_date=HIRED_ON + 3 * DAY,
+    )
+    assert feed(engine, leaving) == "held"
+    assert set(members(store)) == {"p4"}
+
+    engine_at(HIRED_ON + 3 * DAY).release_due_events()
+    assert members(store) == {}
+    removals = [e for e in outbox(store) if e["type"] == "membership.removed"]
+    assert {(e["role"], e["decided_by"]) for e in removals} == {
+        ("mentee", "person_terminated"),
+        ("mentor", "person_terminated"),
+    }
+
+    # Rehired within 30 days of the new hire date: a new hire again.
+    later = HIRED_ON + 60 * DAY
+    feed(engine_at(later), hire("p4", hired_on=later))
+    assert members(store) == {"p4": "add-new-hires"}
+
+
+def test_a_manual_member_is_kept_by_add_rules_and_removed_by_a_matching_remove_rule(
+    store, engine_at
+):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    feed(engine, hire("p5", hired_on=HIRED_ON - 100 * DAY))
+    add = ManualMembershipAdded(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        program_id="buddies",
+        role=Role.MENTEE,
+        person_id="p5",
+    )
+    feed(engine, add, "mentorflow.config")
+    assert members(store) == {"p5": "manual"}
+    with store.transaction() as tx:
+        assert [row.source for row in tx.members("buddies")] == ["manual"]
+
+    # Matching an add rule changes nothing; matching the remove rule removes.
+    feed(
+        engine,
+        PersonUpdated(
+            event_id=new_event_id(),
+            occurred_at=datetime.now(UTC),
+            person_id="p5",
+            changes={"hire_date": "2026-02-20"},
+        ),
+    )
+    assert members(store) == {"p5": "manual"}
+    feed(
+        engine,
+        PersonUpdated(
+            event_id=new_event_id(),
+            occurred_at=datetime.now(UTC),
+            person_id="p5",
+            changes={"type": "contractor"},
+        ),
+    )
+    assert members(store) == {}
+
+
+def test_a_manual_removal_of_a_non_member_changes_nothing(store, engine_at):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    removal = ManualMembershipRemoved(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        program_id="buddies",
+        role=Role.MENTOR,
+        person_id="nobody",
+    )
+    assert feed(engine, removal, "mentorflow.config") == "applied"
+    assert outbox(store) == []
+
+
+def test_a_manual_change_naming_an_unknown_program_is_dead_lettered(store, engine_at):
+    engine = engine_at(HIRED_ON)
+    add = ManualMembershipAdded(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        program_id="nope",
+        role=Role.MENTOR,
+        person_id="p6",
+    )
+    assert feed(engine, add, "mentorflow.config") == "dead_letter"
+    (letter,) = outbox(store)
+    assert letter["type"] == "dead_letter"
+    assert "unknown program 'nope'" in letter["error"]

@@ -1,0 +1,240 @@
+"""Turning the bundled HR exports (roster and job history) into person events."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import workers
+from rules.person_state import PersonState, apply_event
+from schemas.person import PersonEvent, PersonSnapshot, PersonUpdated
+from workers.hr_files import (
+    JOB_ATTRIBUTES,
+    RejectedRow,
+    history_events,
+    read_roster,
+    snapshot_events,
+)
+
+DATA = Path(workers.__file__).parent / "data"
+EMPLOYEES = DATA / "employees.csv"
+JOB_HISTORY = DATA / "job_history.csv"
+REPLAYED_AT = datetime(2025, 1, 1, tzinfo=UTC)
+
+CsvFactory = Callable[[str, str], Path]
+
+
+@pytest.fixture
+def csv_factory(tmp_path: Path) -> CsvFactory:
+    def write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="module")
+def roster() -> dict[str, dict[str, Any]]:
+    return read_roster(EMPLOYEES)
+
+
+@pytest.fixture(scope="module")
+def history(
+    roster: dict[str, dict[str, Any]],
+) -> tuple[list[PersonUpdated], list[RejectedRow]]:
+    return history_events(JOB_HISTORY, roster, replayed_at=REPLAYED_AT)
+
+
+def test_roster_holds_107_persons_by_employee_id(roster: dict[str, Any]) -> None:
+    assert len(roster) == 107
+    assert min(roster, key=int) == "100"
+    assert all(isinstance(person_id, str) for person_id in roster)
+
+
+def test_roster_renames_columns_and_types_cells(roster: dict[str, Any]) -> None:
+    assert roster["176"] == {
+        "hire_date": "2016-03-24",
+        "job_id": "SA_REP",
+        "title": "Sales Representative",
+        "salary": 8600,
+        "commission_pct": 0.2,
+        "manager_id": "149",
+        "department_id": "80",
+        "department": "Sales",
+    }
+
+
+def test_roster_leaves_out_empty_cells(roster: dict[str, Any]) -> None:
+    president = roster["100"]
+    assert "manager_id" not in president
+    assert "commission_pct" not in president
+    assert president["title"] == "President"
+
+
+def test_roster_accepts_a_person_id_column(csv_factory: CsvFactory) -> None:
+    path = csv_factory(
+        "people.csv",
+        """
+        person_id,title,grade,cost_center_id,start_date
+        007, Agent ,  3 ,0042,2024-01-01
+        008,,,,
+        """,
+    )
+    assert read_roster(path) == {
+        "007": {
+            "title": "Agent",
+            "grade": 3,
+            "cost_center_id": "0042",
+            "start_date": "2024-01-01",
+        },
+        "008": {},
+    }
+
+
+def test_roster_without_an_id_column_is_refused(csv_factory: CsvFactory) -> None:
+    path = csv_factory("people.csv", "name,title\nAda,Engineer\n")
+    with pytest.raises(ValueError, match="no person_id or employee_id column"):
+        read_roster(path)
+
+
+def test_snapshots_give_one_event_per_person_at_one_instant(
+    roster: dict[str, Any],
+) -> None:
+    events = snapshot_events(roster, occurred_at=REPLAYED_AT)
+    assert len(events) == 107
+    assert all(isinstance(event, PersonSnapshot) for event in events)
+    assert {event.occurred_at for event in events} == {REPLAYED_AT}
+    assert len({event.event_id for event in events}) == 107
+    by_person = {event.person_id: event.attributes for event in events}
+    assert by_person == roster
+
+
+def test_history_rejects_the_four_rows_before_the_hire_date(
+    history: tuple[list[PersonUpdated], list[RejectedRow]],
+) -> None:
+    _, rejected = history
+    assert rejected == [
+        RejectedRow("101", "2007-09-21", "starts before the hire date 2015-09-21"),
+        RejectedRow("101", "2011-10-28", "starts before the hire date 2015-09-21"),
+        RejectedRow("200", "2005-09-17", "starts before the hire date 2013-09-17"),
+        RejectedRow("200", "2012-07-01", "starts before the hire date 2013-09-17"),
+    ]
+
+
+def test_history_gives_eleven_job_changes_in_chronological_order(
+    history: tuple[list[PersonUpdated], list[RejectedRow]],
+) -> None:
+    events, _ = history
+    assert [(e.effective_at, e.person_id, e.changes["job_id"]) for e in events] == [
+        (date(2011, 1, 13), "102", "IT_PROG"),
+        (date(2014, 2, 17), "201", "MK_REP"),
+        (date(2016, 3, 24), "114", "ST_CLERK"),
+        (date(2016, 3, 24), "176", "SA_REP"),
+        (date(2016, 7, 25), "102", "AD_VP"),
+        (date(2017, 1, 1), "122", "ST_CLERK"),
+        (date(2017, 1, 1), "176", "SA_MAN"),
+        (date(2017, 12, 20), "201", "MK_MAN"),
+        (date(2018, 1, 1), "114", "PU_MAN"),
+        (date(2018, 1, 1), "122", "ST_MAN"),
+        (date(2018, 1, 1), "176", "SA_REP"),
+    ]
+
+
+def test_history_stamps_later_changes_with_later_instants(
+    history: tuple[list[PersonUpdated], list[RejectedRow]],
+) -> None:
+    events, _ = history
+    assert [e.occurred_at for e in events] == [
+        REPLAYED_AT + timedelta(milliseconds=rank) for rank in range(11)
+    ]
+    assert len({e.event_id for e in events}) == 11
+
+
+def test_every_change_replaces_the_whole_job(
+    history: tuple[list[PersonUpdated], list[RejectedRow]],
+) -> None:
+    events, _ = history
+    assert all(set(e.changes) == set(JOB_ATTRIBUTES) for e in events)
+    assert events[0].changes == {
+        "job_id": "IT_PROG",
+        "title": "Programmer",
+        "department_id": "60",
+        "department": "IT",
+    }
+
+
+def test_each_persons_final_change_restores_the_rosters_current_job(
+    roster: dict[str, dict[str, Any]],
+    history: tuple[list[PersonUpdated], list[RejectedRow]],
+) -> None:
+    events, _ = history
+    last: dict[str, PersonUpdated] = {}
+    for event in events:
+        last[event.person_id] = event
+    assert sorted(last) == ["102", "114", "122", "176", "201"]
+    for person_id, event in last.items():
+        current = {name: roster[person_id][name] for name in JOB_ATTRIBUTES}
+        assert event.changes == current, person_id
+
+
+def test_replaying_snapshots_then_history_ends_on_the_roster(
+    roster: dict[str, dict[str, Any]],
+    history: tuple[list[PersonUpdated], list[RejectedRow]],
+) -> None:
+    events, _ = history
+    states: dict[str, PersonState] = {}
+    snapshots = snapshot_events(roster, occurred_at=REPLAYED_AT - timedelta(days=1))
+    replay: list[PersonEvent] = [*snapshots, *events]
+    for event in replay:
+        transition = apply_event(states.get(event.person_id), event)
+        assert transition.applied, event
+        states[event.person_id] = transition.state
+    assert {pid: dict(state.attributes) for pid, state in states.items()} == roster
+
+
+HISTORY_HEADER = (
+    "employee_id,start_date,end_date,job_id,job_title,department_id,department_name\n"
+)
+
+
+def test_history_rejects_inverted_overlapping_and_unknown_rows(
+    csv_factory: CsvFactory,
+) -> None:
+    roster = {
+        "1": {"hire_date": "2020-01-01", "job_id": "NOW", "title": "Now"},
+        "2": {"job_id": "B", "title": "Bee"},
+    }
+    path = csv_factory(
+        "history.csv",
+        HISTORY_HEADER
+        + textwrap.dedent(
+            """
+            1,2020-06-01,2020-12-31,J2,Second,10,Ten
+            1,2020-01-01,2020-06-01,J1,First,10,Ten
+            1,2021-03-01,2021-02-01,J3,Backwards,10,Ten
+            2,2019-01-01,2019-12-31,A,Ay,20,Twenty
+            9,2019-01-01,2019-12-31,X,Ex,30,Thirty
+            """
+        ).lstrip(),
+    )
+    events, rejected = history_events(path, roster, replayed_at=REPLAYED_AT)
+    assert rejected == [
+        RejectedRow("1", "2020-06-01", "overlaps the job that ended 2020-06-01"),
+        RejectedRow("1", "2021-03-01", "ends 2021-02-01 before it starts"),
+        RejectedRow("9", "2019-01-01", "person is not in the roster"),
+    ]
+    assert [(e.person_id, e.effective_at, e.changes["job_id"]) for e in events] == [
+        ("2", date(2019, 1, 1), "A"),
+        # on one day, persons come in numeric order
+        ("1", date(2020, 1, 1), "J1"),
+        ("2", date(2020, 1, 1), "B"),
+        ("1", date(2020, 6, 2), "NOW"),
+    ]
+    # An attribute the roster lacks is cleared by the change back to it.
+    assert events[2].changes["department"] is None
