@@ -87,6 +87,7 @@ class Engine:
         self.clock = clock
         self.max_event_bytes = max_event_bytes
         self._ruleset: tuple[int, RuleSet] | None = None
+        self._recorder: list[Decision] | None = None
 
     # -- person events ----------------------------------------------------------
 
@@ -236,6 +237,28 @@ class Engine:
             changes,
         )
         return Outcome("applied", changes)
+
+    def preview_config(self, event: ConfigEvent) -> list[Decision]:
+        """Return the membership changes event would make now, changing nothing.
+
+        The event goes through the very code that applies it, in a transaction
+        that is then rolled back, so the preview cannot drift from the real
+        thing. Raises ConfigRejectedError or RulesError as applying would.
+        """
+        recorded: list[Decision] = []
+        self._recorder = recorded
+        try:
+            with self.store.transaction() as tx:
+                tx.lock_config(exclusive=True)
+                self._apply_config_event(tx, event)
+                raise _RollBack
+        except _RollBack:
+            pass
+        finally:
+            self._recorder = None
+            # The cache may hold the rule set of the rolled-back version.
+            self._ruleset = None
+        return recorded
 
     def _apply_config_event(self, tx: StoreTransaction, event: ConfigEvent) -> int:
         if isinstance(event, ManualMembershipAdded | ManualMembershipRemoved):
@@ -399,6 +422,8 @@ class Engine:
         source: str,
         cause_event_id: str,
     ) -> int:
+        if self._recorder is not None:
+            self._recorder.extend(decisions)
         changed_at = self.clock.now()
         for decision in decisions:
             pair = (decision.program_id, decision.role)
@@ -489,6 +514,10 @@ class Engine:
             error,
         )
         return Outcome("dead_letter")
+
+
+class _RollBack(Exception):
+    """Raised to roll back a preview's transaction."""
 
 
 def _published_pair(rule: Rule | None) -> set[Pair]:

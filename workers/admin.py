@@ -1,0 +1,45 @@
+"""Admin aids: what a config would change, and where dashboard order decides."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+
+from infra.store import Store
+from rules.conflicts import RulePair, count_conflicts
+from rules.ruleset import Pair
+from schemas.membership import MembershipAction
+from workers.config_file import ConfigFile
+from workers.engine import Engine
+
+
+@dataclass
+class PairPreview:
+    """The people a config would add to and remove from one program role."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def preview_config(engine: Engine, config: ConfigFile) -> dict[Pair, PairPreview]:
+    """Return, by program role, the exact changes publishing config would make now."""
+    previews: dict[Pair, PairPreview] = defaultdict(PairPreview)
+    for decision in engine.preview_config(config.to_event()):
+        preview = previews[(decision.program_id, decision.role)]
+        if decision.action is MembershipAction.ADDED:
+            preview.added.append(decision.person_id)
+        else:
+            preview.removed.append(decision.person_id)
+    return dict(sorted(previews.items()))
+
+
+def find_conflicts(store: Store, today: date) -> Counter[RulePair]:
+    """Count the active people both an add and a remove rule of a pair match."""
+    with store.transaction() as tx:
+        ruleset = tx.load_ruleset()
+        counts: Counter[RulePair] = Counter()
+        for chunk in tx.iter_persons():
+            active = (person.attributes for person in chunk if person.is_active)
+            counts.update(count_conflicts(ruleset, active, today))
+    return counts
