@@ -112,8 +112,18 @@ def run_stack(settings: Settings, args: argparse.Namespace) -> int:
         )
         console.print(f"MENTORFLOW_KAFKA_BOOTSTRAP={live.kafka.bootstrap}")
         console.print("the embedded stack runs until Ctrl-C")
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        wait_for_stop_signal()
     return 0
+
+
+def wait_for_stop_signal() -> None:
+    """Block until SIGINT or SIGTERM arrives, even in a background job."""
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    # A shell starts background jobs with SIGINT ignored, and an ignored signal
+    # is dropped before sigwait can see it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    signal.sigwait(stop_signals)
 
 
 def run_worker(settings: Settings, args: argparse.Namespace) -> int:
