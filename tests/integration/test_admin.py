@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from infra.settings import KafkaSettings
@@ -50,7 +51,7 @@ CONFIG = ConfigFile(
     ),
 )
 
-PEOPLE = {
+PEOPLE: dict[str, dict[str, Any]] = {
     "1": {"department": "Engineering", "level": "senior"},
     "2": {"department": "Engineering", "level": "intern"},
     "3": {"department": "Sales", "level": "intern"},
