@@ -1,0 +1,140 @@
+"""Inputs that cannot be processed, each with what its dead letter must say.
+
+Every case goes to the dead-letter topic verbatim; the worker carries on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# The tests run the worker with this payload limit.
+MAX_EVENT_BYTES = 4096
+
+ENVELOPE = {
+    "schema_version": 1,
+    "event_id": "corpus-event",
+    "occurred_at": "2026-05-01T09:00:00+00:00",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input and a fragment its dead letter's error must contain."""
+
+    name: str
+    stream: str  # "person" or "config"
+    raw: bytes
+    error: str
+
+
+def event(**fields: Any) -> bytes:
+    return json.dumps({**ENVELOPE, **fields}).encode()
+
+
+def without(name: str, **fields: Any) -> bytes:
+    document = {**ENVELOPE, **fields}
+    del document[name]
+    return json.dumps(document).encode()
+
+
+HIRE = {"type": "person.hired", "person_id": "c-1", "attributes": {"title": "x"}}
+RULE = {
+    "rule_id": "r-corpus",
+    "action": "add",
+    "program_id": "known",
+    "role": "mentor",
+    "segment_id": "known",
+    "position": 7,
+    "status": "published",
+}
+
+CASES = [
+    Case("malformed json", "person", b'{"type": "person.hired", ', "invalid event"),
+    Case("not an object", "person", b"[1, 2, 3]", "invalid event"),
+    Case("empty record", "person", b"", "invalid event"),
+    Case("not utf-8", "person", b"\xff\xfe\x00\x81", "invalid event"),
+    Case(
+        "unknown event type",
+        "person",
+        event(**{**HIRE, "type": "person.promoted"}),
+        "does not match any of the expected tags",
+    ),
+    Case(
+        "unsupported schema version",
+        "person",
+        event(**HIRE, **{"schema_version": 2}),
+        "schema_version",
+    ),
+    Case("missing person_id", "person", without("person_id", **HIRE), "person_id"),
+    Case("missing event_id", "person", without("event_id", **HIRE), "event_id"),
+    Case(
+        "wrong occurred_at type",
+        "person",
+        event(**{**HIRE, "occurred_at": "yesterday"}),
+        "occurred_at",
+    ),
+    Case(
+        "naive occurred_at",
+        "person",
+        event(**{**HIRE, "occurred_at": "2026-05-01T09:00:00"}),
+        "occurred_at",
+    ),
+    Case(
+        "attributes not an object",
+        "person",
+        event(**{**HIRE, "attributes": [1]}),
+        "attributes",
+    ),
+    Case(
+        "update with no change",
+        "person",
+        event(type="person.updated", person_id="c-1", changes={}),
+        "changes",
+    ),
+    Case(
+        "payload over the limit",
+        "person",
+        event(**{**HIRE, "attributes": {"notes": "x" * MAX_EVENT_BYTES}}),
+        f"exceeds the limit of {MAX_EVENT_BYTES} bytes",
+    ),
+    Case(
+        "unknown config type",
+        "config",
+        event(type="rule.exploded", rule_id="r"),
+        "does not match any of the expected tags",
+    ),
+    Case(
+        "rule naming an unknown program",
+        "config",
+        event(type="rule.upserted", rule={**RULE, "program_id": "ghost"}),
+        "unknown program 'ghost'",
+    ),
+    Case(
+        "rule naming an unknown segment",
+        "config",
+        event(type="rule.upserted", rule={**RULE, "segment_id": "ghost"}),
+        "unknown segment 'ghost'",
+    ),
+    Case(
+        "segment with an unknown operator",
+        "config",
+        event(
+            type="segment.upserted",
+            segment={
+                "segment_id": "s",
+                "definition": {
+                    "all": [{"attribute": "a", "operator": "resembles", "value": "b"}]
+                },
+            },
+        ),
+        "operator",
+    ),
+    Case(
+        "rule taking a published rule's position",
+        "config",
+        event(type="rule.upserted", rule={**RULE, "rule_id": "r-clash", "position": 0}),
+        "dashboard position 0",
+    ),
+]

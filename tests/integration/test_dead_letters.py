@@ -1,0 +1,106 @@
+"""Every input that cannot be processed is dead-lettered verbatim; nothing stops."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+import pytest
+
+from infra.settings import Settings
+from infra.store import Store
+from schemas.common import new_event_id
+from schemas.config import CONFIG_KEY
+from schemas.person import PersonHired
+from schemas.segments import Program, Role, RuleAction, Segment
+from tests.integration.corpus.dead_letters import CASES, MAX_EVENT_BYTES
+from workers.config_file import ConfigFile, RuleEntry
+from workers.publishing import (
+    keyed_by_person,
+    publish_events,
+    read_topic,
+    wait_until_outbox_empty,
+    wait_until_processed,
+)
+
+KNOWN = ConfigFile(
+    programs=(Program(program_id="known"),),
+    segments=(
+        Segment.model_validate(
+            {
+                "segment_id": "known",
+                "definition": {"all": [{"attribute": "title", "operator": "exists"}]},
+            }
+        ),
+    ),
+    rules=(
+        RuleEntry(
+            rule_id="r-first",
+            action=RuleAction.ADD,
+            program="known",
+            role=Role.MENTOR,
+            segment="known",
+        ),
+    ),
+)
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    worker = settings.worker.model_copy(update={"max_event_bytes": MAX_EVENT_BYTES})
+    return Settings(settings.postgres, settings.kafka, worker)
+
+
+def test_the_corpus_is_dead_lettered_verbatim_and_the_worker_carries_on(
+    settings, store: Store, producer, worker_factory
+):
+    worker_factory()
+    kafka = settings.kafka
+    ids = publish_events(producer, kafka.config_topic, [(CONFIG_KEY, KNOWN.to_event())])
+    wait_until_processed(store, ids)
+
+    sources = {}
+    for case in CASES:
+        topic = kafka.person_topic if case.stream == "person" else kafka.config_topic
+        key = "c-1" if case.stream == "person" else CONFIG_KEY
+        metadata = producer.send(topic, key=key, value=case.raw).get(timeout=30)
+        sources[(topic, metadata.partition, metadata.offset)] = case
+
+    # Valid events behind the bad ones, on both topics, prove nothing stalled.
+    hire = PersonHired(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        person_id="c-1",
+        attributes={"title": "Engineer"},
+    )
+    after = KNOWN.model_copy(update={"programs": (Program(program_id="later"),)})
+    ids = publish_events(producer, kafka.person_topic, keyed_by_person([hire]))
+    ids += publish_events(
+        producer, kafka.config_topic, [(CONFIG_KEY, after.to_event())]
+    )
+    wait_until_processed(store, ids)
+    wait_until_outbox_empty(store)
+
+    letters = read_topic(kafka, kafka.dead_letter_topic, idle_timeout_s=2)
+    by_source = {
+        (
+            letter["source_topic"],
+            letter["source_partition"],
+            letter["source_offset"],
+        ): letter
+        for letter in letters
+    }
+    assert len(letters) == len(CASES)
+    assert set(by_source) == set(sources)
+    for source, case in sources.items():
+        letter = by_source[source]
+        if letter["payload"] is not None:
+            assert letter["payload"].encode() == case.raw, case.name
+        else:
+            assert base64.b64decode(letter["payload_base64"]) == case.raw, case.name
+        assert case.error in letter["error"], (case.name, letter["error"])
+
+    with store.transaction() as tx:
+        assert tx.outcome_counts()["dead_letter"] == len(CASES)
+        assert [row.person_id for row in tx.members("known")] == ["c-1"]
+        assert tx.program_exists("later")
