@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint unit clean
+.PHONY: demo test lint unit bench clean
 
 demo: $(INSTALLED)
 	$(VENV)/bin/mentorflow demo
@@ -17,6 +17,11 @@ test: $(INSTALLED) lint
 
 unit: $(INSTALLED)
 	$(PYTHON) -m pytest tests/unit
+
+# Apache Kafka and PostgreSQL as for the tests; prints figures beside ceilings
+# measured in the same run and writes them to bench/results.json.
+bench: $(INSTALLED)
+	DATABASE_URL="$$(infra/scripts/ensure-postgres.sh)" $(PYTHON) -m bench.run
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .

@@ -30,6 +30,9 @@ def open_pool(url: str, max_size: int = 4, timeout_s: float = 10.0) -> Connectio
         kwargs={"autocommit": False},
         open=False,
         name="mentorflow",
+        # After a server restart every pooled connection is dead: check each
+        # before handing it out rather than fail the next transaction.
+        check=ConnectionPool.check_connection,
     )
     try:
         pool.open(wait=True, timeout=timeout_s)

@@ -5,9 +5,55 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+# The fields a JSON line carries when a record has them, from ``extra=`` or
+# from the event being handled. Only identifiers: a log line never carries a
+# person's attributes.
+CONTEXT_FIELDS = (
+    "event_id",
+    "topic",
+    "partition",
+    "offset",
+    "person_id",
+    "rule_id",
+    "sweep_id",
+)
+
+_event_context: ContextVar[dict[str, Any] | None] = ContextVar(
+    "mentorflow_log_context", default=None
+)
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Attach fields to every record logged in the block, threads it starts included.
+
+    ``asyncio.to_thread`` copies the context, so records logged by a handler
+    run in a thread carry the fields of the event it handles.
+    """
+    current = _event_context.get() or {}
+    token = _event_context.set(current | fields)
+    try:
+        yield
+    finally:
+        _event_context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Copies the fields of the current log context onto each record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add the context's fields that the record does not set itself."""
+        for name, value in (_event_context.get() or {}).items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,9 +67,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def logging_config(level: str = "INFO", log_format: str = "text") -> dict[str, Any]:
@@ -37,10 +87,12 @@ def logging_config(level: str = "INFO", log_format: str = "text") -> dict[str, A
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
+        "filters": {"context": {"()": ContextFilter}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "default",
+                "filters": ["context"],
                 "stream": "ext://sys.stderr",
             }
         },

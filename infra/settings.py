@@ -94,10 +94,27 @@ class WorkerSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     web_port: int = Field(default=6066, ge=0, le=65535)
+    # 0.0.0.0 in a container, so that probes and scrapes reach the port.
+    web_host: str = "127.0.0.1"
+    # How often the outbox backlog, the lag and the database check refresh.
+    metrics_interval_s: float = Field(default=15.0, gt=0)
+    # Readiness fails when the outbox backlog has not shrunk for this long.
+    outbox_stall_s: float = Field(default=300.0, gt=0)
+    # False when a separate `mentorflow relay` process publishes the outbox.
+    relay_in_worker: bool = True
     # Pins "today" to a date, for demos and what-if runs; None follows the clock.
     as_of: date | None = None
+    # A config change that would remove more than this share of a program's
+    # members, and at least blast_radius_min_removals of them, is held until
+    # confirmed; 1.0 turns the guard off.
+    blast_radius_share: float = Field(default=0.25, gt=0, le=1)
+    blast_radius_min_removals: int = Field(default=10, ge=1)
     # How often held events and time-relative flips that fell due are applied.
     calendar_interval_s: float = Field(default=30.0, gt=0)
+    # The person agent applies up to batch_size events in one transaction,
+    # waiting at most batch_window_s for a batch to fill; 1 turns batching off.
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    batch_window_s: float = Field(default=0.05, gt=0, le=10)
 
     @field_validator("business_timezone")
     @classmethod

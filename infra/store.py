@@ -18,6 +18,7 @@ from psycopg_pool import ConnectionPool
 from infra.errors import ConfigRejectedError, DatabaseUnavailableError
 from rules.person_state import PersonState, PersonStatus
 from rules.ruleset import Pair, RuleSet
+from rules.search import search_document
 from schemas.segments import Program, Role, Rule, RuleStatus, Segment
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,15 @@ class MemberRow:
     source: str
     decided_by: str
     added_at: datetime
+
+
+@dataclass(frozen=True)
+class Reevaluation:
+    """A configuration change's re-evaluation of every person, under way."""
+
+    cause_event_id: str
+    pairs: frozenset[Pair]
+    after_person_id: str
 
 
 @dataclass(frozen=True)
@@ -169,7 +179,8 @@ class StoreTransaction:
         """Return every segment."""
         with self.conn.cursor(row_factory=dict_row) as cursor:
             rows = cursor.execute(
-                "SELECT segment_id, name, definition FROM segments ORDER BY segment_id"
+                "SELECT segment_id, name, definition, aliases FROM segments"
+                " ORDER BY segment_id"
             ).fetchall()
         return [Segment.model_validate(row) for row in rows]
 
@@ -211,10 +222,17 @@ class StoreTransaction:
         """Create or edit a segment."""
         definition = segment.model_dump(mode="json", by_alias=True)["definition"]
         self.conn.execute(
-            "INSERT INTO segments (segment_id, name, definition) VALUES (%s, %s, %s)"
+            "INSERT INTO segments (segment_id, name, definition, aliases)"
+            " VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (segment_id) DO UPDATE SET name = excluded.name,"
-            " definition = excluded.definition, updated_at = now()",
-            (segment.segment_id, segment.name, Jsonb(definition)),
+            " definition = excluded.definition, aliases = excluded.aliases,"
+            " updated_at = now()",
+            (
+                segment.segment_id,
+                segment.name,
+                Jsonb(definition),
+                Jsonb(segment.aliases),
+            ),
         )
 
     def delete_segment(self, segment_id: str) -> bool:
@@ -361,14 +379,16 @@ class StoreTransaction:
     def save_person(self, state: PersonState) -> None:
         """Write a person's record."""
         self.conn.execute(
-            "INSERT INTO persons (person_id, attributes, status, version_at,"
-            " version_event_id) VALUES (%s, %s, %s, %s, %s)"
+            "INSERT INTO persons (person_id, attributes, search, status, version_at,"
+            " version_event_id) VALUES (%s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (person_id) DO UPDATE SET attributes = excluded.attributes,"
+            " search = excluded.search,"
             " status = excluded.status, version_at = excluded.version_at,"
             " version_event_id = excluded.version_event_id, updated_at = now()",
             (
                 state.person_id,
                 Jsonb(dict(state.attributes)),
+                Jsonb(search_document(state.attributes)),
                 state.status.value,
                 state.version_at,
                 state.version_event_id,
@@ -538,6 +558,80 @@ class StoreTransaction:
             (today, limit),
         ).fetchall()
         return [(person_id, due_on) for person_id, due_on in rows]
+
+    # -- configuration jobs ---------------------------------------------------
+
+    def savepoint(self) -> Any:
+        """Return a context manager for a savepoint inside this transaction."""
+        return self.conn.transaction()
+
+    def start_reevaluation(self, cause_event_id: str, pairs: Iterable[Pair]) -> None:
+        """Record that every person must be re-evaluated for the pairs."""
+        listed = sorted([program_id, role.value] for program_id, role in pairs)
+        self.conn.execute(
+            "INSERT INTO reevaluations (cause_event_id, pairs) VALUES (%s, %s)"
+            " ON CONFLICT (cause_event_id) DO NOTHING",
+            (cause_event_id, Jsonb(listed)),
+        )
+
+    def next_reevaluation(self) -> Reevaluation | None:
+        """Return and lock the oldest unfinished re-evaluation, or None."""
+        row = self.conn.execute(
+            "SELECT cause_event_id, pairs, after_person_id FROM reevaluations"
+            " ORDER BY created_at, cause_event_id LIMIT 1 FOR UPDATE SKIP LOCKED"
+        ).fetchone()
+        if row is None:
+            return None
+        pairs = frozenset((program_id, Role(role)) for program_id, role in row[1])
+        return Reevaluation(row[0], pairs, row[2])
+
+    def advance_reevaluation(self, cause_event_id: str, after_person_id: str) -> None:
+        """Record the last person a re-evaluation has done."""
+        self.conn.execute(
+            "UPDATE reevaluations SET after_person_id = %s WHERE cause_event_id = %s",
+            (after_person_id, cause_event_id),
+        )
+
+    def finish_reevaluation(self, cause_event_id: str) -> None:
+        """Forget a re-evaluation that has done every person."""
+        self.conn.execute(
+            "DELETE FROM reevaluations WHERE cause_event_id = %s", (cause_event_id,)
+        )
+
+    def load_persons_after(self, after_person_id: str, limit: int) -> list[PersonState]:
+        """Return and lock the next persons in person_id order."""
+        rows = self.conn.execute(
+            "SELECT person_id, attributes, status, version_at, version_event_id"
+            " FROM persons WHERE person_id > %s ORDER BY person_id LIMIT %s"
+            " FOR UPDATE",
+            (after_person_id, limit),
+        ).fetchall()
+        return [_person(row) for row in rows]
+
+    def hold_config(
+        self, event_id: str, event: dict[str, Any], report: dict[str, Any]
+    ) -> None:
+        """Keep a configuration change until an admin confirms it."""
+        self.conn.execute(
+            "INSERT INTO held_configs (event_id, event, report) VALUES (%s, %s, %s)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            (event_id, Jsonb(event), Jsonb(report)),
+        )
+
+    def take_held_config(self, event_id: str) -> dict[str, Any] | None:
+        """Remove and return a held configuration change, or None."""
+        row = self.conn.execute(
+            "DELETE FROM held_configs WHERE event_id = %s RETURNING event",
+            (event_id,),
+        ).fetchone()
+        return None if row is None else dict(row[0])
+
+    def held_configs(self) -> list[tuple[str, dict[str, Any], datetime]]:
+        """Return the held configuration changes with their reports, oldest first."""
+        rows = self.conn.execute(
+            "SELECT event_id, report, held_at FROM held_configs ORDER BY held_at"
+        ).fetchall()
+        return [(event_id, dict(report), held_at) for event_id, report, held_at in rows]
 
     # -- outbox and audit -----------------------------------------------------
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from rules.aliases import NO_ALIASES, Aliases
 from rules.ruleset import ActiveRule, Pair, RuleSet
 from rules.segments import matches
 from schemas.membership import MembershipAction
@@ -70,10 +71,12 @@ class SegmentCache:
         segments: Mapping[str, Any],
         attributes: Mapping[str, Any],
         today: date,
+        aliases: Mapping[str, Aliases] | None = None,
     ) -> None:
         self._segments = segments
         self._attributes = attributes
         self._today = today
+        self._aliases = aliases or {}
         self._results: dict[str, bool] = {}
 
     def __call__(self, segment_id: str) -> bool:
@@ -81,7 +84,8 @@ class SegmentCache:
         result = self._results.get(segment_id)
         if result is None:
             definition = self._segments[segment_id]
-            result = matches(definition, self._attributes, self._today)
+            aliases = self._aliases.get(segment_id, NO_ALIASES)
+            result = matches(definition, self._attributes, self._today, aliases)
             self._results[segment_id] = result
         return result
 
@@ -94,7 +98,7 @@ def evaluate_person(
     pairs: Collection[Pair] | None = None,
 ) -> list[PairOutcome]:
     """Return the outcome of every (program, role) with rules, or of ``pairs``."""
-    in_segment = SegmentCache(ruleset.segments, attributes, today)
+    in_segment = SegmentCache(ruleset.segments, attributes, today, ruleset.aliases)
     return [
         evaluate_pair(
             pair, ruleset.by_pair.get(pair, ()), in_segment, pair in memberships

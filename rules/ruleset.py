@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from rules.aliases import NO_ALIASES, Aliases
 from rules.errors import RuleOrderError, RulesError
 from schemas.segments import Role, Rule, RuleAction, RuleStatus, Segment, SegmentNode
 
@@ -23,6 +24,8 @@ class ActiveRule:
     segment_id: str
     position: int
     definition: SegmentNode
+    # The aliases its segment declares, which matching the definition needs.
+    aliases: Aliases = NO_ALIASES
 
     @property
     def pair(self) -> Pair:
@@ -36,6 +39,8 @@ class RuleSet:
 
     by_pair: Mapping[Pair, tuple[ActiveRule, ...]]
     segments: Mapping[str, SegmentNode]
+    # Segments that declare aliases; any other segment has none.
+    aliases: Mapping[str, Aliases] = field(default_factory=dict)
 
     @classmethod
     def build(cls, rules: Iterable[Rule], segments: Iterable[Segment]) -> RuleSet:
@@ -43,7 +48,13 @@ class RuleSet:
 
         Raises RulesError when a published rule names an unknown segment.
         """
-        definitions = {segment.segment_id: segment.definition for segment in segments}
+        saved = list(segments)
+        definitions = {segment.segment_id: segment.definition for segment in saved}
+        aliases = {
+            segment.segment_id: Aliases.build(segment.aliases)
+            for segment in saved
+            if segment.aliases
+        }
         published = sorted(
             (rule for rule in rules if rule.status is RuleStatus.PUBLISHED),
             key=lambda rule: rule.position,
@@ -64,17 +75,23 @@ class RuleSet:
                 segment_id=rule.segment_id,
                 position=rule.position,
                 definition=definitions[rule.segment_id],
+                aliases=aliases.get(rule.segment_id, NO_ALIASES),
             )
             by_pair[active.pair].append(active)
         return cls(
             by_pair={pair: tuple(found) for pair, found in by_pair.items()},
             segments=definitions,
+            aliases=aliases,
         )
 
     @property
     def pairs(self) -> list[Pair]:
         """Every (program, role) that has a published rule, sorted."""
         return sorted(self.by_pair)
+
+    def aliases_of(self, segment_id: str) -> Aliases:
+        """The aliases a segment declares (none for an unknown segment)."""
+        return self.aliases.get(segment_id, NO_ALIASES)
 
     @property
     def used_segments(self) -> dict[str, SegmentNode]:

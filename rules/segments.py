@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
+from rules.aliases import NO_ALIASES, Aliases
 from rules.values import as_date, as_number, as_text
 from schemas.segments import (
     ISO_DATE,
@@ -18,25 +19,36 @@ from schemas.segments import (
 )
 
 Attributes = Mapping[str, Any]
+Check = Callable[[Any, Any, date, Aliases], bool]
 
 
-def matches(node: SegmentNode, attributes: Attributes, today: date) -> bool:
+def matches(
+    node: SegmentNode,
+    attributes: Attributes,
+    today: date,
+    aliases: Aliases | Mapping[str, str] | None = None,
+) -> bool:
     """Return whether a person with these attributes is in the segment today.
 
     A missing or null attribute never matches a positive condition (and so
-    always matches its negation); nothing here raises on odd data.
+    always matches its negation); nothing here raises on odd data. ``aliases``
+    are the segment's declared aliases (see rules.aliases).
     """
+    table = as_aliases(aliases)
     if isinstance(node, AllGroup):
-        return all(matches(child, attributes, today) for child in node.all)
+        return all(matches(child, attributes, today, table) for child in node.all)
     if isinstance(node, AnyGroup):
-        return any(matches(child, attributes, today) for child in node.any)
+        return any(matches(child, attributes, today, table) for child in node.any)
     if isinstance(node, NotGroup):
-        return not matches(node.not_, attributes, today)
-    return condition_matches(node, attributes, today)
+        return not matches(node.not_, attributes, today, table)
+    return condition_matches(node, attributes, today, table)
 
 
 def condition_matches(
-    condition: Condition, attributes: Attributes, today: date
+    condition: Condition,
+    attributes: Attributes,
+    today: date,
+    aliases: Aliases | Mapping[str, str] | None = None,
 ) -> bool:
     """Return whether one condition holds for these attributes today."""
     positive, negated = _POSITIVE_FORM.get(
@@ -46,8 +58,22 @@ def condition_matches(
     if actual is None:
         held = False
     else:
-        held = _CHECKS[positive](actual, condition.value, today)
+        check = _CHECKS[positive]
+        held = check(actual, condition.value, today, as_aliases(aliases))
     return held != negated
+
+
+def as_aliases(aliases: Aliases | Mapping[str, str] | None) -> Aliases:
+    """Return the alias table of a declared variant -> canonical mapping."""
+    if isinstance(aliases, Aliases):
+        return aliases
+    return Aliases.build(aliases) if aliases else NO_ALIASES
+
+
+def comparable_text(value: Any, aliases: Aliases) -> str | None:
+    """Return the text a scalar compares as, aliases applied; None if none."""
+    text = as_text(value)
+    return None if text is None else aliases.apply(text)
 
 
 def is_date_value(value: Any) -> bool:
@@ -55,17 +81,18 @@ def is_date_value(value: Any) -> bool:
     return isinstance(value, str) and bool(ISO_DATE.match(value.strip()))
 
 
-def _equals(actual: Any, expected: Any, today: date) -> bool:
-    actual_text = as_text(actual)
-    return actual_text is not None and actual_text == as_text(expected)
+def _equals(actual: Any, expected: Any, today: date, aliases: Aliases) -> bool:
+    actual_text = comparable_text(actual, aliases)
+    return actual_text is not None and actual_text == comparable_text(expected, aliases)
 
 
-def _is_in(actual: Any, expected: Any, today: date) -> bool:
-    return any(_equals(actual, option, today) for option in expected)
+def _is_in(actual: Any, expected: Any, today: date, aliases: Aliases) -> bool:
+    return any(_equals(actual, option, today, aliases) for option in expected)
 
 
-def _contains(actual: Any, expected: Any, today: date) -> bool:
-    actual_text, expected_text = as_text(actual), as_text(expected)
+def _contains(actual: Any, expected: Any, today: date, aliases: Aliases) -> bool:
+    actual_text = comparable_text(actual, aliases)
+    expected_text = comparable_text(expected, aliases)
     return (
         actual_text is not None
         and expected_text is not None
@@ -73,8 +100,9 @@ def _contains(actual: Any, expected: Any, today: date) -> bool:
     )
 
 
-def _starts_with(actual: Any, expected: Any, today: date) -> bool:
-    actual_text, expected_text = as_text(actual), as_text(expected)
+def _starts_with(actual: Any, expected: Any, today: date, aliases: Aliases) -> bool:
+    actual_text = comparable_text(actual, aliases)
+    expected_text = comparable_text(expected, aliases)
     return (
         actual_text is not None
         and expected_text is not None
@@ -82,19 +110,19 @@ def _starts_with(actual: Any, expected: Any, today: date) -> bool:
     )
 
 
-def _exists(actual: Any, expected: Any, today: date) -> bool:
+def _exists(actual: Any, expected: Any, today: date, aliases: Aliases) -> bool:
     return True
 
 
-def _includes(actual: Any, expected: Any, today: date) -> bool:
+def _includes(actual: Any, expected: Any, today: date, aliases: Aliases) -> bool:
     items = actual if isinstance(actual, list) else [actual]
-    return any(_equals(item, expected, today) for item in items)
+    return any(_equals(item, expected, today, aliases) for item in items)
 
 
-def _compare(test: Callable[[int], bool]) -> Callable[[Any, Any, date], bool]:
+def _compare(test: Callable[[int], bool]) -> Check:
     """Build an ordering check: dates against dates, numbers against numbers."""
 
-    def check(actual: Any, expected: Any, today: date) -> bool:
+    def check(actual: Any, expected: Any, today: date, aliases: Aliases) -> bool:
         if is_date_value(expected):
             actual_date, expected_date = as_date(actual), as_date(expected)
             if actual_date is None or expected_date is None:
@@ -110,39 +138,41 @@ def _compare(test: Callable[[int], bool]) -> Callable[[Any, Any, date], bool]:
     return check
 
 
-def _relative(
-    in_window: Callable[[date, date, int], bool],
-) -> Callable[[Any, Any, date], bool]:
+def _relative(in_window: Callable[[date, date, int], bool]) -> Check:
     """Build a time-relative check of an attribute date against today."""
 
-    def check(actual: Any, expected: Any, today: date) -> bool:
+    def check(actual: Any, expected: Any, today: date, aliases: Aliases) -> bool:
         actual_date = as_date(actual)
         return actual_date is not None and in_window(actual_date, today, int(expected))
 
     return check
 
 
+# The windows compare day numbers, not dates: a day count reaching past the
+# calendar (year 1 to 9999) must give an answer, not an OverflowError.
+
+
 def within_last(day: date, today: date, days: int) -> bool:
     """From ``days`` days before today up to today, both included."""
-    return today - timedelta(days=days) <= day <= today
+    return today.toordinal() - days <= day.toordinal() <= today.toordinal()
 
 
 def more_than_ago(day: date, today: date, days: int) -> bool:
     """Strictly before ``days`` days before today."""
-    return day < today - timedelta(days=days)
+    return day.toordinal() < today.toordinal() - days
 
 
 def within_next(day: date, today: date, days: int) -> bool:
     """From today up to ``days`` days after today, both included."""
-    return today <= day <= today + timedelta(days=days)
+    return today.toordinal() <= day.toordinal() <= today.toordinal() + days
 
 
 def more_than_ahead(day: date, today: date, days: int) -> bool:
     """Strictly after ``days`` days after today."""
-    return day > today + timedelta(days=days)
+    return day.toordinal() > today.toordinal() + days
 
 
-_CHECKS: dict[Operator, Callable[[Any, Any, date], bool]] = {
+_CHECKS: dict[Operator, Check] = {
     Operator.EQ: _equals,
     Operator.IN: _is_in,
     Operator.CONTAINS: _contains,

@@ -26,14 +26,15 @@ def as_number(value: Any) -> float | None:
     """Return value as a finite number, or None when it is not one."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str):
             number = float(value.strip())
-        except ValueError:
+        else:
             return None
-    else:
+    # An integer past the float range is no comparable number either.
+    except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
 

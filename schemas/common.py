@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -33,8 +34,20 @@ class EventBase(FrozenModel):
 
 
 def derive_event_id(*parts: object) -> str:
-    """Return the stable event id for the decision the parts describe."""
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts)))
+    """Return the stable event id for the decision the parts describe.
+
+    The id is a version 8 UUID (RFC 9562) made of the first 16 bytes of
+    SHA-256(namespace bytes + UTF-8 of the parts joined by ``|``): PostgreSQL
+    computes the same id with its built-in sha256() (``mentorflow_event_id``,
+    migration 002), which it cannot do for a SHA-1 uuid5 without an extension.
+    """
+    name = "|".join(str(part) for part in parts)
+    digest = bytearray(
+        hashlib.sha256(EVENT_ID_NAMESPACE.bytes + name.encode()).digest()
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x80
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(digest[:16])))
 
 
 def new_event_id() -> str:

@@ -92,6 +92,13 @@ class ConfigApplied(EventBase):
     rules: tuple[Rule, ...] = ()
 
 
+class ConfigConfirmed(EventBase):
+    """An admin confirms a configuration change held for its blast radius."""
+
+    type: Literal["config.confirmed"] = "config.confirmed"
+    held_event_id: ObjectId
+
+
 class ManualMembershipAdded(EventBase):
     """An admin adds a person to a program role by hand."""
 
@@ -121,6 +128,7 @@ ConfigEvent = Annotated[
     | RulePublished
     | RulePaused
     | ConfigApplied
+    | ConfigConfirmed
     | ManualMembershipAdded
     | ManualMembershipRemoved,
     Field(discriminator="type"),

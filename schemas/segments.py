@@ -151,6 +151,20 @@ class Segment(FrozenModel):
     segment_id: str = Field(min_length=1, max_length=200)
     name: str = ""
     definition: SegmentNode
+    # Declared spellings of one value, variant -> canonical ({"Sr.": "Senior"}),
+    # applied to both sides of the segment's text comparisons; never guessed.
+    aliases: dict[str, str] = Field(default_factory=dict, max_length=1000)
+
+    @model_validator(mode="after")
+    def _check_aliases(self) -> Segment:
+        for variant, canonical in self.aliases.items():
+            for text in (variant, canonical):
+                if not text.strip() or len(text) > 200:
+                    raise ValueError(
+                        f"alias {variant!r} -> {canonical!r} needs a variant and a"
+                        " canonical of 1 to 200 characters that are not all space"
+                    )
+        return self
 
 
 class Role(StrEnum):

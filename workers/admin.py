@@ -8,10 +8,12 @@ from datetime import date
 
 from infra.store import Store
 from rules.conflicts import RulePair, count_conflicts
+from rules.near_misses import NearMiss, find_near_misses
 from rules.ruleset import Pair
 from schemas.membership import MembershipAction
 from workers.config_file import ConfigFile
 from workers.engine import Engine
+from workers.errors import WorkerError
 
 
 @dataclass
@@ -32,6 +34,24 @@ def preview_config(engine: Engine, config: ConfigFile) -> dict[Pair, PairPreview
         else:
             preview.removed.append(decision.person_id)
     return dict(sorted(previews.items()))
+
+
+def near_misses_of(store: Store, segment_id: str) -> Counter[NearMiss]:
+    """Count the values of active people that narrowly miss a segment.
+
+    Raises WorkerError when the segment is unknown.
+    """
+    with store.transaction() as tx:
+        segment = next(
+            (s for s in tx.load_segments() if s.segment_id == segment_id), None
+        )
+        if segment is None:
+            raise WorkerError(f"unknown segment {segment_id!r}")
+        counts: Counter[NearMiss] = Counter()
+        for chunk in tx.iter_persons():
+            active = (person.attributes for person in chunk if person.is_active)
+            counts.update(find_near_misses(segment, active))
+    return counts
 
 
 def find_conflicts(store: Store, today: date) -> Counter[RulePair]:

@@ -1,54 +1,78 @@
-"""The faust app: agents for person and config events, the relay and timers."""
+"""The faust app: agents for person and config events, the relay and timers.
+
+With a web port configured, faust's web server also answers ``/metrics``
+(Prometheus text), ``/healthz`` (alive) and ``/readyz`` (consuming, database
+reachable, outbox draining), 200 or 503 with a short JSON body.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
+from infra.lag import LagReader
+from infra.logging import log_context
 from infra.settings import Settings
 from infra.store import SourcePosition
 from schemas.errors import MentorflowError
+from workers.batch import PersonRecord
 from workers.engine import Engine, Outcome
+from workers.health import Health
+from workers.metrics import (
+    CONFIG_SOURCE,
+    CONTENT_TYPE,
+    PERSON_SOURCE,
+    WorkerMetrics,
+    label_record,
+)
 from workers.relay import OutboxRelay
+from workers.retry import backoff_s
 
 logger = logging.getLogger(__name__)
 
 # A record that fails this many times for a reason that is not retriable is
 # dead-lettered, so that one poisoned record cannot stall its partition.
 MAX_ATTEMPTS = 3
-MAX_BACKOFF_S = 30.0
+
+PERSON_AGENT = "person-events"
+CONFIG_AGENT = "config-events"
 
 RecordHandler = Callable[[bytes, bytes | None, SourcePosition], Outcome]
 
 
-class Health:
-    """What the worker knows of its own state, for logs and probes."""
+@dataclass
+class Wiring:
+    """What the agents, tasks and pages of one app share."""
 
-    def __init__(self) -> None:
-        self.degraded_reason: str | None = None
-        self.processed = 0
-
-    def degrade(self, reason: str) -> None:
-        """Record that the worker is retrying instead of making progress."""
-        if self.degraded_reason is None:
-            logger.warning("worker degraded: %s", reason)
-        self.degraded_reason = reason
-
-    def recover(self) -> None:
-        """Record that progress resumed."""
-        if self.degraded_reason is not None:
-            logger.warning("worker recovered from: %s", self.degraded_reason)
-        self.degraded_reason = None
+    settings: Settings
+    engine: Engine
+    relay: OutboxRelay
+    health: Health
+    metrics: WorkerMetrics
+    lag_reader: LagReader | None = None
+    outbox_written: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def build_app(settings: Settings, engine: Engine, relay: OutboxRelay) -> faust.App:
-    """Return the faust app wired to the engine and the relay."""
+def build_app(
+    settings: Settings,
+    engine: Engine,
+    relay: OutboxRelay,
+    metrics: WorkerMetrics | None = None,
+    lag_reader: LagReader | None = None,
+) -> faust.App:
+    """Return the faust app wired to the engine, the relay and the metrics.
+
+    Without a lag reader, the lag gauges stay empty.
+    """
     kafka = settings.kafka
+    worker = settings.worker
     # faust names the consumer group after the app.
     app = faust.App(
         kafka.consumer_group,
@@ -62,14 +86,33 @@ def build_app(settings: Settings, engine: Engine, relay: OutboxRelay) -> faust.A
         # mentorflow keeps no state in faust: no tables, no leader topic.
         topic_disable_leader=True,
         topic_allow_declare=False,
-        web_enabled=settings.worker.web_port != 0,
-        web_port=settings.worker.web_port or 6066,
-        web_bind="127.0.0.1",
+        web_enabled=worker.web_port != 0,
+        web_port=worker.web_port or 6066,
+        web_bind=worker.web_host,
         producer_acks=-1,
+        # faust writes a folder of its own even with no tables; keep it with
+        # the rest of the worker's files, not in whatever folder it started in.
+        datadir=str(worker.data_dir / "faust"),
     )
-    health = Health()
-    outbox_written = asyncio.Event()
+    health = Health(
+        (PERSON_AGENT, CONFIG_AGENT),
+        outbox_stall_s=worker.outbox_stall_s,
+        # Three missed refreshes in a row mean the refresh itself is stuck.
+        database_check_max_age_s=3 * worker.metrics_interval_s
+        + settings.postgres.connect_timeout_s,
+    )
+    wiring = Wiring(
+        settings, engine, relay, health, metrics or WorkerMetrics(), lag_reader
+    )
+    _add_agents(app, wiring)
+    _add_tasks(app, wiring)
+    _add_pages(app, wiring)
+    return app
 
+
+def _add_agents(app: faust.App, wiring: Wiring) -> None:
+    kafka = wiring.settings.kafka
+    engine = wiring.engine
     person_topic = app.topic(
         kafka.person_topic, key_serializer="raw", value_serializer="raw"
     )
@@ -77,61 +120,255 @@ def build_app(settings: Settings, engine: Engine, relay: OutboxRelay) -> faust.A
         kafka.config_topic, key_serializer="raw", value_serializer="raw"
     )
 
-    async def consume(stream: Any, handler: RecordHandler) -> None:
-        async for event in stream.events():
-            message = event.message
-            source = SourcePosition(message.topic, message.partition, message.offset)
-            outcome = await _handle(
-                handler, engine, event.value, event.key, source, health
-            )
-            health.processed += 1
-            if outcome.changes or outcome.kind == "dead_letter":
-                outbox_written.set()
-
-    @app.agent(person_topic, name="person-events")
+    @app.agent(person_topic, name=PERSON_AGENT)
     async def process_person_events(stream: Any) -> None:
-        await consume(stream, engine.handle_person_record)
+        if wiring.settings.worker.batch_size > 1:
+            await _consume_batches(wiring, stream)
+        else:
+            await _consume(wiring, stream, PERSON_AGENT, engine.handle_person_record)
 
-    @app.agent(config_topic, name="config-events")
+    @app.agent(config_topic, name=CONFIG_AGENT)
     async def process_config_events(stream: Any) -> None:
-        await consume(stream, engine.handle_config_record)
+        await _consume(wiring, stream, CONFIG_AGENT, engine.handle_config_record)
 
-    @app.task
-    async def relay_outbox() -> None:
-        await _relay_forever(app, relay, outbox_written, settings, health)
+    @app.on_partitions_assigned.connect
+    def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # faust sends the set of assigned partitions as the one argument.
+        (assigned,) = args
+        wiring.health.assigned = True
+        logger.info("partitions assigned count=%d", len(assigned))
+
+    @app.on_partitions_revoked.connect
+    def on_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        (revoked,) = args
+        wiring.health.assigned = False
+        logger.info("partitions revoked count=%d", len(revoked))
+
+
+def _add_tasks(app: faust.App, wiring: Wiring) -> None:
+    settings = wiring.settings
+    engine = wiring.engine
+    health = wiring.health
+
+    if settings.worker.relay_in_worker:
+
+        @app.task
+        async def relay_outbox() -> None:
+            await _relay_forever(app, wiring)
 
     @app.timer(interval=settings.worker.sweep_interval_s)
     async def sweep() -> None:
-        await _guarded(health, "sweep", engine.sweep)
+        started = time.perf_counter()
+        result = await _guarded(wiring, "sweep", engine.sweep)
+        if result is not None:
+            seconds = time.perf_counter() - started
+            wiring.metrics.record_sweep(result, seconds, time.time())
+            if result.changes:
+                wiring.outbox_written.set()
 
     @app.task
     async def follow_the_calendar() -> None:
-        # Runs at start too, so that held events and time flips that fell due
-        # while no worker ran are applied at once, not at the next sweep.
+        # Runs at start too, so that held events, time flips and config
+        # re-evaluations left over while no worker ran are done at once.
         while not app.should_stop:
-            released = await _guarded(health, "held events", engine.release_due_events)
-            flipped = await _guarded(health, "time flips", engine.apply_due_flips)
-            if released or flipped:
-                outbox_written.set()
+            released = await _guarded(wiring, "held events", engine.release_due_events)
+            flipped = await _guarded(wiring, "time flips", engine.apply_due_flips)
+            # Re-evaluations that a crash interrupted carry on from here.
+            resumed = await _guarded(wiring, "re-evaluations", engine.run_reevaluations)
+            if released or flipped or resumed:
+                wiring.outbox_written.set()
             await asyncio.sleep(settings.worker.calendar_interval_s)
 
-    return app
+    # Timer loops rather than app.timer: they run at start too, so that
+    # readiness knows about the database before the first interval. Two of
+    # them, so that a broker slow to answer for the lag never delays the
+    # database check.
+    @app.task
+    async def refresh_outbox() -> None:
+        while not app.should_stop:
+            await _refresh_outbox(wiring)
+            wiring.metrics.ready.set(1 if health.readiness().is_ready else 0)
+            await asyncio.sleep(settings.worker.metrics_interval_s)
+
+    if wiring.lag_reader is not None:
+        lag_reader = wiring.lag_reader
+
+        @app.task
+        async def refresh_lag() -> None:
+            while not app.should_stop:
+                await _refresh_lag(wiring, lag_reader)
+                await asyncio.sleep(settings.worker.metrics_interval_s)
+
+
+def _add_pages(app: faust.App, wiring: Wiring) -> None:
+    if not wiring.settings.worker.web_port:
+        return
+    health = wiring.health
+
+    @app.page("/metrics")
+    async def metrics_page(view: Any, request: Any) -> Any:
+        # aiohttp refuses a charset inside content_type=, hence the header.
+        body = wiring.metrics.render()
+        return view.bytes(body, headers={"Content-Type": CONTENT_TYPE})
+
+    @app.page("/healthz")
+    async def liveness_page(view: Any, request: Any) -> Any:
+        # Answering at all shows the event loop turns; faust restarts crashed
+        # agents by itself, so a restart by the orchestrator would not help.
+        return view.json({"status": "alive", "processed": health.processed})
+
+    @app.page("/readyz")
+    async def readiness_page(view: Any, request: Any) -> Any:
+        readiness = health.readiness()
+        wiring.metrics.ready.set(1 if readiness.is_ready else 0)
+        status = 200 if readiness.is_ready else 503
+        return view.json(readiness.to_json(), status=status)
+
+
+async def _consume(
+    wiring: Wiring, stream: Any, agent: str, handler: RecordHandler
+) -> None:
+    """Handle every event of an agent's stream, in order."""
+    health = wiring.health
+    source_label = PERSON_SOURCE if agent == PERSON_AGENT else CONFIG_SOURCE
+    max_bytes = wiring.settings.worker.max_event_bytes
+    health.agent_started(agent)
+    try:
+        async for event in stream.events():
+            message = event.message
+            source = SourcePosition(message.topic, message.partition, message.offset)
+            label = label_record(event.value or b"", max_bytes)
+            with log_context(
+                event_id=label.event_id,
+                topic=source.topic,
+                partition=source.partition,
+                offset=source.offset,
+            ):
+                started = time.perf_counter()
+                outcome = await _handle(
+                    wiring, agent, handler, event.value, event.key, source
+                )
+                seconds = time.perf_counter() - started
+            wiring.metrics.record_event(
+                source_label, label.event_type, outcome, seconds
+            )
+            health.processed += 1
+            if outcome.changes or outcome.kind == "dead_letter":
+                wiring.outbox_written.set()
+    finally:
+        health.agent_stopped(agent)
+
+
+async def _consume_batches(wiring: Wiring, stream: Any) -> None:
+    """Handle the person stream in batches, acknowledging each once it is committed.
+
+    faust's take() acknowledges a batch in a ``finally`` when its generator
+    resumes or is closed, so a batch whose handling raised or was cancelled
+    would be acknowledged, and its offsets committed, without its
+    transaction. noack_take() yields the same batches (as events) and leaves
+    acknowledging to us: only after the batch's transaction committed.
+    """
+    health = wiring.health
+    worker = wiring.settings.worker
+    health.agent_started(PERSON_AGENT)
+    try:
+        batches = stream.noack_take(worker.batch_size, within=worker.batch_window_s)
+        async for events in batches:
+            records = [
+                PersonRecord(
+                    event.value or b"",
+                    event.key,
+                    SourcePosition(
+                        event.message.topic,
+                        event.message.partition,
+                        event.message.offset,
+                    ),
+                )
+                for event in events
+            ]
+            started = time.perf_counter()
+            outcomes = await _handle_batch(wiring, records)
+            seconds = time.perf_counter() - started
+            for event in events:
+                await stream.ack(event)
+
+            # Each record is charged its share of the batch's time.
+            share_s = seconds / len(records)
+            for record, outcome in zip(records, outcomes, strict=True):
+                label = label_record(record.raw, worker.max_event_bytes)
+                wiring.metrics.record_event(
+                    PERSON_SOURCE, label.event_type, outcome, share_s
+                )
+            health.processed += len(records)
+            if any(o.changes or o.kind == "dead_letter" for o in outcomes):
+                wiring.outbox_written.set()
+    finally:
+        health.agent_stopped(PERSON_AGENT)
+
+
+async def _handle_batch(wiring: Wiring, records: list[PersonRecord]) -> list[Outcome]:
+    """Handle a batch in one transaction, or one record at a time when it fails.
+
+    Retriable failures (database away) are retried without end, as for single
+    records. Any other failure falls back to the per-record path, whose own
+    retries dead-letter the poisoned record alone.
+    """
+    engine = wiring.engine
+    failures = 0
+    while True:
+        try:
+            outcomes = await asyncio.to_thread(engine.handle_person_batch, records)
+        except MentorflowError as error:
+            if not error.retriable:
+                break
+            failures += 1
+            wiring.metrics.commit_failures.labels("batch").inc()
+            wiring.health.degrade(str(error), PERSON_AGENT)
+            await asyncio.sleep(backoff_s(failures))
+            continue
+        except Exception:
+            first = records[0].source
+            logger.warning(
+                "batch failed, retrying one record at a time topic=%s partition=%d"
+                " offset=%d records=%d",
+                first.topic,
+                first.partition,
+                first.offset,
+                len(records),
+                exc_info=True,
+            )
+            break
+        wiring.health.recover(PERSON_AGENT)
+        return outcomes
+
+    return [
+        await _handle(
+            wiring,
+            PERSON_AGENT,
+            engine.handle_person_record,
+            record.raw,
+            record.key,
+            record.source,
+        )
+        for record in records
+    ]
 
 
 async def _handle(
+    wiring: Wiring,
+    agent: str,
     handler: RecordHandler,
-    engine: Engine,
     value: bytes,
     key: bytes | None,
     source: SourcePosition,
-    health: Health,
 ) -> Outcome:
     """Handle one record, retrying with backoff until it is done.
 
     Retriable failures (database or broker away) are retried without end, and
-    the worker reports itself degraded meanwhile; anything else is retried a
+    the agent reports itself degraded meanwhile; anything else is retried a
     few times and then dead-lettered with the error.
     """
+    health = wiring.health
     failures = 0
     while True:
         try:
@@ -140,8 +377,9 @@ async def _handle(
             if not error.retriable:
                 raise
             failures += 1
-            health.degrade(str(error))
-            await asyncio.sleep(_backoff_s(failures))
+            wiring.metrics.commit_failures.labels("event").inc()
+            health.degrade(str(error), agent)
+            await asyncio.sleep(backoff_s(failures))
             continue
         except Exception as error:
             failures += 1
@@ -153,71 +391,102 @@ async def _handle(
                 failures,
             )
             if failures < MAX_ATTEMPTS:
-                await asyncio.sleep(_backoff_s(failures))
+                await asyncio.sleep(backoff_s(failures))
                 continue
             reason = f"processing failed {failures} times: {error!r}"
-            outcome = await _guarded_letter(engine, value, key, source, reason, health)
-        health.recover()
+            outcome = await _guarded_letter(wiring, agent, value, key, source, reason)
+        health.recover(agent)
         return outcome
 
 
 async def _guarded_letter(
-    engine: Engine,
+    wiring: Wiring,
+    agent: str,
     value: bytes,
     key: bytes | None,
     source: SourcePosition,
     reason: str,
-    health: Health,
 ) -> Outcome:
     failures = 0
     while True:
         try:
             return await asyncio.to_thread(
-                engine.dead_letter, value, key, source, reason
+                wiring.engine.dead_letter, value, key, source, reason
             )
         except MentorflowError as error:
             failures += 1
-            health.degrade(str(error))
-            await asyncio.sleep(_backoff_s(failures))
+            wiring.metrics.commit_failures.labels("dead_letter").inc()
+            wiring.health.degrade(str(error), agent)
+            await asyncio.sleep(backoff_s(failures))
 
 
-async def _relay_forever(
-    app: faust.App,
-    relay: OutboxRelay,
-    outbox_written: asyncio.Event,
-    settings: Settings,
-    health: Health,
-) -> None:
+async def _relay_forever(app: faust.App, wiring: Wiring) -> None:
     """Publish the outbox whenever something was written, and on an interval."""
+    health = wiring.health
     failures = 0
     while not app.should_stop:
         try:
-            sent = await asyncio.to_thread(relay.relay_once)
+            sent = await asyncio.to_thread(wiring.relay.relay_once)
         except MentorflowError as error:
             failures += 1
-            health.degrade(str(error))
-            await asyncio.sleep(_backoff_s(failures))
+            wiring.metrics.commit_failures.labels("relay").inc()
+            health.degrade(str(error), "relay")
+            await asyncio.sleep(backoff_s(failures))
             continue
         failures = 0
+        health.recover("relay")
         if sent:
+            wiring.metrics.relay_batch_size.observe(sent)
+            health.outbox_drained()
             continue
-        outbox_written.clear()
+        wiring.outbox_written.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                outbox_written.wait(), timeout=settings.worker.relay_interval_s
+                wiring.outbox_written.wait(),
+                timeout=wiring.settings.worker.relay_interval_s,
             )
 
 
-async def _guarded(health: Health, what: str, job: Callable[[], Any]) -> Any:
+async def _refresh_outbox(wiring: Wiring) -> None:
+    """Read the outbox backlog, which doubles as the database check."""
+    health = wiring.health
     try:
-        return await asyncio.to_thread(job)
+        backlog = await asyncio.to_thread(_outbox_backlog, wiring.engine)
     except MentorflowError as error:
-        health.degrade(f"{what}: {error}")
+        health.database_unreachable(str(error))
+        logger.warning("database check failed: %s", error)
+        return
+    health.database_reachable()
+    health.observe_outbox(backlog)
+    wiring.metrics.outbox_backlog.set(backlog)
+
+
+async def _refresh_lag(wiring: Wiring, lag_reader: LagReader) -> None:
+    """Read the worker group's lag on every partition of its input topics."""
+    try:
+        lags = await asyncio.to_thread(lag_reader.read)
+    except MentorflowError as error:
+        # Stale figures would read as a healthy group: drop them instead.
+        wiring.metrics.set_lag([])
+        logger.warning("reading the consumer lag failed: %s", error)
+        return
+    wiring.metrics.set_lag(lags)
+
+
+def _outbox_backlog(engine: Engine) -> int:
+    with engine.store.transaction() as tx:
+        return tx.outbox_backlog()
+
+
+async def _guarded(wiring: Wiring, what: str, job: Callable[[], Any]) -> Any:
+    try:
+        result = await asyncio.to_thread(job)
+    except MentorflowError as error:
+        wiring.metrics.commit_failures.labels(what.replace(" ", "_")).inc()
+        wiring.health.degrade(str(error), what)
         return None
-
-
-def _backoff_s(failures: int) -> float:
-    return float(min(MAX_BACKOFF_S, 0.2 * 2 ** min(failures, 10)))
+    wiring.health.recover(what)
+    return result
 
 
 def _credentials(settings: Settings) -> Any:

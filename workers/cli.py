@@ -7,15 +7,18 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from infra.kafka import ensure_topics, make_producer
+from infra.lag import LagReader, PartitionLag, total_lag
 from infra.logging import configure_logging, logging_config
 from infra.settings import KafkaSettings, PostgresSettings, Settings, WorkerSettings
 from rules.explain import explain_person
@@ -23,11 +26,13 @@ from schemas.config import CONFIG_KEY
 from schemas.errors import MentorflowError
 from schemas.export import export_json_schemas
 from schemas.segments import Role
+from workers.cli_admin import add_admin_commands
 from workers.config_file import load_config_file
 from workers.demo import DEFAULT_AS_OF, DemoInputs, DemoSummary, run_demo
 from workers.errors import WorkerError
 from workers.hr_files import history_events, read_roster, snapshot_events
 from workers.publishing import keyed_by_person, publish_events
+from workers.relay import OutboxRelay, relay_until_stopped
 from workers.runtime import (
     build_engine,
     embedded_stack,
@@ -35,9 +40,21 @@ from workers.runtime import (
     running_stack_settings,
 )
 
+if TYPE_CHECKING:
+    from workers.status import StatusReport
+
 logger = logging.getLogger(__name__)
 
 console = Console()
+
+# `mentorflow lag --max-lag N` exits with this status past N, so that cron and
+# alerting can tell "behind" from "could not ask" (1).
+LAG_EXCEEDED_STATUS = 3
+
+EMBEDDED_LAG_NOTE = (
+    "note: the embedded broker reports end offsets wrongly when a batch holds"
+    " several records, so these figures may read low"
+)
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -141,18 +158,15 @@ def _run_worker(settings: Settings) -> int:
     import faust
 
     from workers.app import build_app
-    from workers.relay import OutboxRelay
+    from workers.metrics import WorkerMetrics
 
     store = open_store(settings)
     ensure_topics(settings.kafka)
     engine = build_engine(settings, store)
-    # Without idempotence, one request in flight keeps retried batches in order.
-    in_flight = 5 if settings.kafka.idempotent_producer else 1
-    producer = make_producer(
-        settings.kafka, max_in_flight_requests_per_connection=in_flight
-    )
+    producer = _relay_producer(settings)
     relay = OutboxRelay(store, producer)
-    app = build_app(settings, engine, relay)
+    lag_reader = LagReader.for_worker(settings.kafka)
+    app = build_app(settings, engine, relay, WorkerMetrics(), lag_reader)
     worker = faust.Worker(
         app,
         loglevel=settings.worker.log_level,
@@ -166,9 +180,188 @@ def _run_worker(settings: Settings) -> int:
     except SystemExit as done:
         return int(done.code or 0)
     finally:
+        lag_reader.close()
         producer.close()
         store.close()
     return 0
+
+
+def _relay_producer(settings: Settings) -> Any:
+    # Without idempotence, one request in flight keeps retried batches in order.
+    in_flight = 5 if settings.kafka.idempotent_producer else 1
+    return make_producer(
+        settings.kafka, max_in_flight_requests_per_connection=in_flight
+    )
+
+
+def run_relay(settings: Settings, args: argparse.Namespace) -> int:
+    """Publish the outbox to Kafka until stopped, consuming nothing."""
+    settings = running_stack_settings(settings)
+    store = open_store(settings)
+    ensure_topics(settings.kafka)
+    producer = _relay_producer(settings)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, request_stop)
+    logger.info("relay started interval_s=%s", settings.worker.relay_interval_s)
+    try:
+        relay = OutboxRelay(store, producer)
+        published = relay_until_stopped(relay, stop, settings.worker.relay_interval_s)
+    finally:
+        producer.close()
+        store.close()
+    logger.info("relay stopped published=%d", published)
+    return 0
+
+
+def run_lag(settings: Settings, args: argparse.Namespace) -> int:
+    """Show the worker group's lag on each partition; fail past --max-lag."""
+    embedded = settings.is_embedded
+    settings = running_stack_settings(settings)
+    with LagReader.for_worker(settings.kafka) as reader:
+        lags = reader.read()
+    total = total_lag(lags)
+    if args.json:
+        print(json.dumps(_lag_json(settings.kafka.consumer_group, lags), indent=2))
+    else:
+        console.print(_lag_table(settings.kafka.consumer_group, lags))
+        console.print(f"total lag: {total}")
+        if embedded:
+            console.print(EMBEDDED_LAG_NOTE)
+    if args.max_lag is not None and total > args.max_lag:
+        print(
+            f"mentorflow: lag {total} exceeds --max-lag {args.max_lag}",
+            file=sys.stderr,
+        )
+        return LAG_EXCEEDED_STATUS
+    return 0
+
+
+def _lag_table(group: str, lags: list[PartitionLag]) -> Table:
+    table = Table(title=f"lag of consumer group {group}")
+    table.add_column("topic")
+    table.add_column("partition", justify="right")
+    table.add_column("committed", justify="right")
+    table.add_column("end", justify="right")
+    table.add_column("lag", justify="right")
+    for lag in lags:
+        table.add_row(
+            lag.topic,
+            str(lag.partition),
+            "-" if lag.committed is None else str(lag.committed),
+            str(lag.end),
+            str(lag.lag),
+        )
+    return table
+
+
+def _lag_json(group: str, lags: list[PartitionLag]) -> dict[str, Any]:
+    return {
+        "group": group,
+        "total_lag": total_lag(lags),
+        "partitions": [
+            {
+                "topic": lag.topic,
+                "partition": lag.partition,
+                "committed": lag.committed,
+                "end": lag.end,
+                "lag": lag.lag,
+            }
+            for lag in lags
+        ],
+    }
+
+
+def run_status(settings: Settings, args: argparse.Namespace) -> int:
+    """Show rules with member counts, conflicts, last sweep, outbox and lag."""
+    from workers.status import read_status
+
+    embedded = settings.is_embedded
+    settings = running_stack_settings(settings)
+    store = open_store(settings)
+    try:
+        today = build_engine(settings, store).clock.today()
+        report = read_status(store, settings.kafka, today)
+    finally:
+        store.close()
+    print_status(report, today, embedded)
+    return 0
+
+
+def print_status(report: StatusReport, today: date, embedded: bool = False) -> None:
+    """Print the status report as tables."""
+    rules = Table(title="rules in dashboard order")
+    rules.add_column("pos", justify="right")
+    # Ids wrap rather than lose their ends in a narrow terminal.
+    for column in ("rule", "action", "program", "role", "segment", "status"):
+        rules.add_column(column, overflow="fold")
+    rules.add_column("decided", justify="right")
+    rules.add_column("members", justify="right")
+    for line in report.rules:
+        rule = line.rule
+        rules.add_row(
+            str(rule.position),
+            rule.rule_id,
+            rule.action.value,
+            rule.program_id,
+            rule.role.value,
+            rule.segment_id,
+            rule.status.value,
+            str(line.decided),
+            str(line.pair_members),
+        )
+    console.print(rules)
+
+    conflicts = Table(title=f"conflicts as of {today} (people both rules match)")
+    for column in ("program", "role", "add rule", "remove rule", "decided by"):
+        conflicts.add_column(column)
+    conflicts.add_column("people", justify="right")
+    for pair, people in report.conflicts:
+        conflicts.add_row(
+            pair.program_id,
+            pair.role.value,
+            f"{pair.add_rule_id} ({pair.add_position})",
+            f"{pair.remove_rule_id} ({pair.remove_position})",
+            pair.winner,
+            str(people),
+        )
+    console.print(conflicts)
+
+    console.print(_status_summary(report, embedded))
+
+
+def _status_summary(report: StatusReport, embedded: bool) -> Table:
+    summary = Table(title="pipeline", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value")
+    persons = ", ".join(f"{n} {status}" for status, n in sorted(report.persons.items()))
+    summary.add_row("persons", persons or "none")
+    sweep = report.last_sweep
+    if sweep is None or sweep.finished_at is None:
+        summary.add_row("last sweep", "none yet")
+    else:
+        summary.add_row(
+            "last sweep",
+            f"{sweep.finished_at.isoformat(timespec='seconds')}:"
+            f" {sweep.persons} persons, {sweep.changes} changes",
+        )
+    backlog = f"{report.outbox.backlog} events"
+    if report.outbox.oldest_at is not None:
+        oldest = report.outbox.oldest_at.isoformat(timespec="seconds")
+        backlog += f", oldest written {oldest}"
+    summary.add_row("outbox backlog", backlog)
+    if report.lags is None:
+        summary.add_row("lag", f"unavailable: {report.lag_error}")
+    else:
+        lag = f"{total_lag(report.lags)} records over {len(report.lags)} partitions"
+        if embedded:
+            lag += " (the embedded broker may report it low)"
+        summary.add_row("lag", lag)
+    return summary
 
 
 def run_import(settings: Settings, args: argparse.Namespace) -> int:
@@ -346,6 +539,20 @@ def _parser() -> argparse.ArgumentParser:
     apply.set_defaults(run=run_apply)
 
     commands.add_parser("sweep", help=run_sweep.__doc__).set_defaults(run=run_sweep)
+    commands.add_parser("relay", help=run_relay.__doc__).set_defaults(run=run_relay)
+
+    lag = commands.add_parser("lag", help=run_lag.__doc__)
+    lag.add_argument(
+        "--max-lag",
+        type=_count,
+        default=None,
+        metavar="N",
+        help=f"exit {LAG_EXCEEDED_STATUS} when the total lag exceeds N",
+    )
+    lag.add_argument("--json", action="store_true", help="print JSON")
+    lag.set_defaults(run=run_lag)
+
+    commands.add_parser("status", help=run_status.__doc__).set_defaults(run=run_status)
 
     members = commands.add_parser("members", help=run_members.__doc__)
     members.add_argument("program")
@@ -357,12 +564,26 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--as-of", type=_date, default=None)
     explain.set_defaults(run=run_explain)
 
+    add_admin_commands(commands)
+
     schemas = commands.add_parser("schemas", help="work with the event schemas")
     schema_commands = schemas.add_subparsers(dest="schemas_command", required=True)
     export = schema_commands.add_parser("export", help=run_schemas_export.__doc__)
     export.add_argument("directory", type=Path, metavar="DIR")
     export.set_defaults(run=run_schemas_export)
     return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of records like 100, got {text!r}"
+        )
+    return value
 
 
 def _date(text: str) -> date:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -11,17 +12,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from infra import bulk
 from infra.errors import ConfigRejectedError
 from infra.settings import KafkaSettings
 from infra.store import SWEEP_LOCK_KEY, SourcePosition, Store, StoreTransaction
+from infra.sweep import sweep_memberships
 from rules.errors import RulesError
-from rules.evaluation import Decision, decide_departure, decide_person
-from rules.flips import next_flip
+from rules.evaluation import Decision, decide_departure
 from rules.person_state import PersonState, apply_event
 from rules.ruleset import Pair, RuleSet
 from schemas.common import derive_event_id, new_event_id
 from schemas.config import (
     ConfigApplied,
+    ConfigConfirmed,
     ConfigEvent,
     ManualMembershipAdded,
     ManualMembershipRemoved,
@@ -37,8 +40,9 @@ from schemas.config import (
     config_event_adapter,
 )
 from schemas.membership import DeadLetter, DecidedBy, MembershipAction, MembershipEvent
-from schemas.person import PersonEvent, PersonTerminated, person_event_adapter
+from schemas.person import PersonEvent, person_event_adapter
 from schemas.segments import Rule, RuleStatus
+from workers.batch import PersonBatch, PersonRecord, decide, flip_day, hold_until
 from workers.clock import BusinessClock
 from workers.errors import InvalidRecordError
 
@@ -81,11 +85,15 @@ class Engine:
         kafka: KafkaSettings,
         clock: BusinessClock,
         max_event_bytes: int = 1_000_000,
+        blast_radius_share: float = 1.0,
+        blast_radius_min_removals: int = 10,
     ) -> None:
         self.store = store
         self.kafka = kafka
         self.clock = clock
         self.max_event_bytes = max_event_bytes
+        self.blast_radius_share = blast_radius_share
+        self.blast_radius_min_removals = blast_radius_min_removals
         self._ruleset: tuple[int, RuleSet] | None = None
         self._recorder: list[Decision] | None = None
 
@@ -114,6 +122,74 @@ class Engine:
         )
         return outcome
 
+    def handle_person_batch(self, records: Sequence[PersonRecord]) -> list[Outcome]:
+        """Process records of the person topic in one transaction, in order.
+
+        The effect is the per-record path's, record by record: redelivered ids
+        change nothing, invalid records are dead-lettered (in the same
+        transaction), each person's events apply in the order given and their
+        membership events reach the outbox in the order decided. Returns one
+        outcome a record. Any error rolls the whole batch back, so the caller
+        can retry it or fall back to handle_person_record.
+        """
+        decoded: list[PersonEvent | DeadLetter] = []
+        for raw, key, source in records:
+            try:
+                decoded.append(
+                    self._decode(raw, source, person_event_adapter.validate_json)
+                )
+            except InvalidRecordError as error:
+                decoded.append(self._letter(raw, key, source, str(error)))
+
+        with self.store.transaction() as tx:
+            tx.lock_config(exclusive=False)
+            seen = bulk.processed_ids(tx.conn, {item.event_id for item in decoded})
+            person_ids = {
+                item.person_id
+                for item in decoded
+                if not isinstance(item, DeadLetter) and item.event_id not in seen
+            }
+            states = bulk.lock_persons(tx.conn, person_ids)
+            batch = PersonBatch(
+                self._current_ruleset(tx),
+                self.clock.today(),
+                self.clock.now(),
+                self.kafka.membership_topic,
+                self.kafka.dead_letter_topic,
+                states={person_id: states.get(person_id) for person_id in person_ids},
+                memberships=dict(tx.memberships_of(person_ids)),
+            )
+            outcomes = [
+                self._batch_one(batch, seen, item, record)
+                for item, record in zip(decoded, records, strict=True)
+            ]
+            batch.write(tx.conn)
+
+        for outcome, record in zip(outcomes, records, strict=True):
+            if outcome.kind == "dead_letter":
+                _log_dead_letter(record.source, record.raw, outcome)
+        logger.debug("processed person batch records=%d", len(records))
+        return outcomes
+
+    def _batch_one(
+        self,
+        batch: PersonBatch,
+        seen: set[str],
+        item: PersonEvent | DeadLetter,
+        record: PersonRecord,
+    ) -> Outcome:
+        """Apply one decoded record of a batch; seen gains its id."""
+        if item.event_id in seen:
+            return Outcome("duplicate")
+        seen.add(item.event_id)
+        if isinstance(item, DeadLetter):
+            batch.dead_letter(item, _text(record.key))
+            batch.mark_processed(item.event_id, record.source, "dead_letter")
+            return _DeadLettered("dead_letter", error=item.error)
+        kind, decisions = batch.hold_or_apply(item)
+        batch.mark_processed(item.event_id, record.source, kind)
+        return Outcome(kind, len(decisions), tuple(decisions))
+
     def release_due_events(self, limit: int = 500) -> int:
         """Apply the held person events whose effective date has come."""
         with self.store.transaction() as tx:
@@ -128,10 +204,8 @@ class Engine:
         return len(due)
 
     def _hold_or_apply(self, tx: StoreTransaction, event: PersonEvent) -> Outcome:
-        due_on = event.effective_at
-        if isinstance(event, PersonTerminated):
-            due_on = max(due_on or event.termination_date, event.termination_date)
-        if due_on is not None and due_on > self.clock.today():
+        due_on = hold_until(event, self.clock.today())
+        if due_on is not None:
             payload = event.model_dump(mode="json")
             tx.hold_event(event.event_id, event.person_id, due_on, payload)
             tx.audit(
@@ -182,8 +256,7 @@ class Engine:
     def _next_flip(self, tx: StoreTransaction, state: PersonState) -> date | None:
         if not state.is_active:
             return None
-        segments = self._current_ruleset(tx).used_segments.values()
-        return next_flip(segments, state.attributes, self.clock.today())
+        return flip_day(self._current_ruleset(tx), state, self.clock.today())
 
     def _decide(
         self,
@@ -192,16 +265,12 @@ class Engine:
         memberships: set[Pair],
         pairs: Iterable[Pair] | None = None,
     ) -> list[Decision]:
-        reason = state.departure_reason
-        if reason is not None:
-            return decide_departure(state.person_id, memberships, reason)
-        return decide_person(
-            state.person_id,
-            self._current_ruleset(tx),
-            state.attributes,
-            memberships,
-            self.clock.today(),
-            None if pairs is None else set(pairs),
+        if state.departure_reason is not None:
+            return decide_departure(
+                state.person_id, memberships, state.departure_reason
+            )
+        return decide(
+            self._current_ruleset(tx), state, memberships, self.clock.today(), pairs
         )
 
     def _current_ruleset(self, tx: StoreTransaction) -> RuleSet:
@@ -226,10 +295,21 @@ class Engine:
                 tx.lock_config(exclusive=True)
                 if tx.is_processed(event.event_id):
                     return Outcome("duplicate")
-                changes = self._apply_config_event(tx, event)
-                tx.mark_processed(event.event_id, source, "applied")
+                if isinstance(event, ConfigConfirmed):
+                    tx.mark_processed(event.event_id, source, "applied")
+                    event = self._take_held(tx, event)
+                elif self._hold_if_too_destructive(tx, event):
+                    tx.mark_processed(event.event_id, source, "held")
+                    return Outcome("held")
+                else:
+                    tx.mark_processed(event.event_id, source, "applied")
+                changes, touched = self._apply_config_event(tx, event)
+                if touched:
+                    tx.start_reevaluation(event.event_id, touched)
         except (ConfigRejectedError, RulesError) as error:
             return self.dead_letter(raw, key, source, str(error))
+
+        changes += self.run_reevaluations()
         logger.info(
             "applied config event %s type=%s changes=%d",
             event.event_id,
@@ -238,6 +318,77 @@ class Engine:
         )
         return Outcome("applied", changes)
 
+    def run_reevaluations(self) -> int:
+        """Carry on the re-evaluations that config changes started.
+
+        Each chunk of persons is its own transaction, so a change that touches
+        millions of people never holds one transaction or one handler for long,
+        and a crash resumes from the last chunk done. Returns the changes made.
+        """
+        changes = 0
+        while True:
+            with self.store.transaction() as tx:
+                tx.lock_config(exclusive=False)
+                job = tx.next_reevaluation()
+                if job is None:
+                    return changes
+                persons = tx.load_persons_after(job.after_person_id, PERSON_CHUNK)
+                pairs = set(job.pairs)
+                changes += self._evaluate_chunk(tx, persons, job.cause_event_id, pairs)
+                if len(persons) < PERSON_CHUNK:
+                    tx.finish_reevaluation(job.cause_event_id)
+                else:
+                    tx.advance_reevaluation(job.cause_event_id, persons[-1].person_id)
+
+    def _hold_if_too_destructive(
+        self, tx: StoreTransaction, event: ConfigEvent
+    ) -> bool:
+        """Hold a change that would remove too large a share of a program.
+
+        Manual changes and program deletions say what they remove; they are
+        never held.
+        """
+        if self.blast_radius_share >= 1 or isinstance(
+            event, ManualMembershipAdded | ManualMembershipRemoved | ProgramDeleted
+        ):
+            return False
+        removals = Counter(
+            decision.program_id
+            for decision in self._dry_run(tx, event)
+            if decision.action is MembershipAction.REMOVED
+        )
+        members: Counter[str] = Counter()
+        for (program_id, _), count in tx.membership_counts().items():
+            members[program_id] += count
+        report = {
+            program_id: {"removals": removed, "members": members[program_id]}
+            for program_id, removed in sorted(removals.items())
+            if removed >= self.blast_radius_min_removals
+            and removed > self.blast_radius_share * members[program_id]
+        }
+        if not report:
+            return False
+        tx.hold_config(event.event_id, event.model_dump(mode="json"), report)
+        tx.audit("config.held", _config_subject(event), event.event_id, report)
+        logger.warning(
+            "held config event %s for confirmation: it would remove %s",
+            event.event_id,
+            ", ".join(
+                f"{r['removals']} of {r['members']} members of {p}"
+                for p, r in report.items()
+            ),
+        )
+        return True
+
+    def _take_held(self, tx: StoreTransaction, event: ConfigConfirmed) -> ConfigEvent:
+        payload = tx.take_held_config(event.held_event_id)
+        if payload is None:
+            raise ConfigRejectedError(
+                f"no held config event {event.held_event_id!r} to confirm"
+            )
+        tx.audit("config.confirmed", event.held_event_id, event.event_id)
+        return config_event_adapter.validate_python(payload)
+
     def preview_config(self, event: ConfigEvent) -> list[Decision]:
         """Return the membership changes event would make now, changing nothing.
 
@@ -245,12 +396,22 @@ class Engine:
         that is then rolled back, so the preview cannot drift from the real
         thing. Raises ConfigRejectedError or RulesError as applying would.
         """
+        with self.store.transaction() as tx:
+            tx.lock_config(exclusive=True)
+            return self._dry_run(tx, event)
+
+    def _dry_run(self, tx: StoreTransaction, event: ConfigEvent) -> list[Decision]:
+        """Apply event and re-evaluate everyone in a savepoint rolled back after.
+
+        This walks every person in Python, so on millions of persons a guarded
+        config change or a preview costs as much as a Python sweep.
+        """
         recorded: list[Decision] = []
         self._recorder = recorded
         try:
-            with self.store.transaction() as tx:
-                tx.lock_config(exclusive=True)
-                self._apply_config_event(tx, event)
+            with tx.savepoint():
+                _, touched = self._apply_config_event(tx, event)
+                self.reevaluate(tx, touched, event.event_id)
                 raise _RollBack
         except _RollBack:
             pass
@@ -260,16 +421,19 @@ class Engine:
             self._ruleset = None
         return recorded
 
-    def _apply_config_event(self, tx: StoreTransaction, event: ConfigEvent) -> int:
+    def _apply_config_event(
+        self, tx: StoreTransaction, event: ConfigEvent
+    ) -> tuple[int, set[Pair]]:
+        """Store the change; return its direct changes and the pairs it touches."""
         if isinstance(event, ManualMembershipAdded | ManualMembershipRemoved):
-            return self._apply_manual(tx, event)
+            return self._apply_manual(tx, event), set()
         if isinstance(event, ProgramDeleted):
-            return self._delete_program(tx, event)
+            return self._delete_program(tx, event), set()
 
         touched = self._change_config(tx, event)
         tx.bump_config_version()
         tx.audit(event.type, _config_subject(event), event.event_id)
-        return self.reevaluate(tx, touched, event.event_id)
+        return 0, touched
 
     def _change_config(self, tx: StoreTransaction, event: ConfigEvent) -> set[Pair]:
         """Store the change; return the (program, role) pairs it touches."""
@@ -303,7 +467,7 @@ class Engine:
             positions = {rule.rule_id: rule.position for rule in tx.load_rules()}
             moved = [r for r in previous_order if positions[r.rule_id] != r.position]
             return set().union(*map(_published_pair, moved))
-        raise AssertionError(f"unhandled config event {event.type}")
+        raise ConfigRejectedError(f"config event {event.type} cannot be applied here")
 
     def _apply_batch(self, tx: StoreTransaction, event: ConfigApplied) -> set[Pair]:
         for program in event.programs:
@@ -400,10 +564,15 @@ class Engine:
                 return None
             tx.lock_config(exclusive=True)
             sweep_id = tx.start_sweep(cause_event_id, self.clock.now())
-            persons = changes = 0
-            for chunk in tx.iter_persons(PERSON_CHUNK):
-                persons += len(chunk)
-                changes += self._evaluate_chunk(tx, chunk, cause_event_id, None)
+            counts = sweep_memberships(
+                tx.conn,
+                self._current_ruleset(tx),
+                today=self.clock.today(),
+                cause_event_id=cause_event_id,
+                changed_at=self.clock.now(),
+                membership_topic=self.kafka.membership_topic,
+            )
+            persons, changes = counts.persons, counts.changes
             tx.finish_sweep(sweep_id, self.clock.now(), persons, changes)
         logger.info(
             "sweep finished sweep_id=%d persons=%d changes=%d",
@@ -479,20 +648,8 @@ class Engine:
         self, raw: bytes, key: bytes | None, source: SourcePosition, error: str
     ) -> Outcome:
         """Send a record verbatim to the dead-letter topic, with the reason."""
-        letter_id = derive_event_id(
-            "dead-letter", source.topic, source.partition, source.offset
-        )
-        letter = DeadLetter(
-            event_id=letter_id,
-            occurred_at=self.clock.now(),
-            error=error,
-            source_topic=source.topic,
-            source_partition=source.partition,
-            source_offset=source.offset,
-            key=_text(key),
-            payload=_utf8(raw),
-            payload_base64=None if _utf8(raw) is not None else _base64(raw),
-        )
+        letter = self._letter(raw, key, source, error)
+        letter_id = letter.event_id
         with self.store.transaction() as tx:
             if tx.is_processed(letter_id):
                 return Outcome("duplicate")
@@ -506,14 +663,45 @@ class Engine:
                 {"error": error},
             )
             tx.mark_processed(letter_id, source, "dead_letter")
-        logger.warning(
-            "dead-lettered record topic=%s partition=%d offset=%d: %s",
-            source.topic,
-            source.partition,
-            source.offset,
-            error,
-        )
+        _log_dead_letter(source, raw, _DeadLettered("dead_letter", error=error))
         return Outcome("dead_letter")
+
+    def _letter(
+        self, raw: bytes, key: bytes | None, source: SourcePosition, error: str
+    ) -> DeadLetter:
+        """Return the dead letter of a record; its id derives from the position."""
+        return DeadLetter(
+            event_id=derive_event_id(
+                "dead-letter", source.topic, source.partition, source.offset
+            ),
+            occurred_at=self.clock.now(),
+            error=error,
+            source_topic=source.topic,
+            source_partition=source.partition,
+            source_offset=source.offset,
+            key=_text(key),
+            payload=_utf8(raw),
+            payload_base64=None if _utf8(raw) is not None else _base64(raw),
+        )
+
+
+@dataclass(frozen=True)
+class _DeadLettered(Outcome):
+    """A dead-lettered record's outcome, with the reason for the log."""
+
+    error: str = ""
+
+
+def _log_dead_letter(source: SourcePosition, raw: bytes, outcome: Outcome) -> None:
+    error = outcome.error if isinstance(outcome, _DeadLettered) else ""
+    logger.warning(
+        "dead-lettered record topic=%s partition=%d offset=%d bytes=%d: %s",
+        source.topic,
+        source.partition,
+        source.offset,
+        len(raw),
+        error,
+    )
 
 
 class _RollBack(Exception):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from kafka.errors import KafkaError
 
 from infra.kafka import BrokerUnavailableError
 from infra.store import RELAY_LOCK_KEY, Store
+from schemas.errors import MentorflowError
+from workers.retry import backoff_s
 
 logger = logging.getLogger(__name__)
 
@@ -58,3 +61,32 @@ class OutboxRelay:
         while sent := self.relay_once():
             total += sent
         return total
+
+
+def relay_until_stopped(
+    relay: OutboxRelay, stop: threading.Event, interval_s: float
+) -> int:
+    """Publish the outbox until stop is set; return how many events were published.
+
+    Polls every interval_s while the outbox is empty. Retriable failures
+    (database or broker away) are retried with backoff and logged; anything
+    else propagates.
+    """
+    total = failures = 0
+    while not stop.is_set():
+        try:
+            sent = relay.relay_once()
+        except MentorflowError as error:
+            if not error.retriable:
+                raise
+            failures += 1
+            logger.warning("relay failed attempt=%d: %s", failures, error)
+            stop.wait(backoff_s(failures))
+            continue
+        if failures:
+            logger.warning("relay recovered after attempts=%d", failures)
+            failures = 0
+        total += sent
+        if not sent:
+            stop.wait(interval_s)
+    return total

@@ -113,7 +113,14 @@ def open_store(settings: Settings, *, apply_migrations: bool = True) -> Store:
 def build_engine(settings: Settings, store: Store) -> Engine:
     """Return the engine for these settings."""
     clock = BusinessClock(settings.worker.zone, settings.worker.as_of)
-    return Engine(store, settings.kafka, clock, settings.worker.max_event_bytes)
+    return Engine(
+        store,
+        settings.kafka,
+        clock,
+        settings.worker.max_event_bytes,
+        blast_radius_share=settings.worker.blast_radius_share,
+        blast_radius_min_removals=settings.worker.blast_radius_min_removals,
+    )
 
 
 def _require_both(settings: Settings) -> None:

@@ -12,7 +12,7 @@ from infra.store import SourcePosition, Store
 from schemas.common import new_event_id
 from schemas.person import PersonSnapshot
 from schemas.segments import Program, Role, RuleAction, Segment
-from workers.admin import find_conflicts, preview_config
+from workers.admin import find_conflicts, near_misses_of, preview_config
 from workers.clock import BusinessClock
 from workers.config_file import ConfigFile, RuleEntry
 from workers.engine import Engine
@@ -116,3 +116,45 @@ def test_conflicts_count_people_matched_by_both_rules_of_a_pair(store):
         1,
     )
     assert pair.winner == "no-interns"
+
+
+def test_near_misses_count_the_values_of_active_people(store):
+    engine = Engine(store, KafkaSettings(), BusinessClock(ZoneInfo("UTC"), TODAY))
+    titled = ConfigFile(
+        programs=(Program(program_id="guild"),),
+        segments=(
+            Segment.model_validate(
+                {
+                    "segment_id": "seniors",
+                    "aliases": {"Sr.": "Senior"},
+                    "definition": {
+                        "all": [
+                            {
+                                "attribute": "title",
+                                "operator": "starts_with",
+                                "value": "Senior",
+                            }
+                        ]
+                    },
+                }
+            ),
+        ),
+    )
+    raw = json.dumps(titled.to_event().model_dump(mode="json")).encode()
+    engine.handle_config_record(raw, b"config", SourcePosition("config", 0, 0))
+    for offset, title in enumerate(["Sr. Analyst", "Sr. Analyst", "Senoir Analyst"]):
+        event = PersonSnapshot(
+            event_id=new_event_id(),
+            occurred_at=datetime.now(UTC),
+            person_id=f"t{offset}",
+            attributes={"title": title},
+        )
+        raw = json.dumps(event.model_dump(mode="json")).encode()
+        engine.handle_person_record(raw, None, SourcePosition("hr", 0, offset))
+
+    misses = near_misses_of(store, "seniors")
+
+    assert {(miss.value, miss.kind): n for miss, n in misses.items()} == {
+        ("Sr. Analyst", "alias"): 2,
+        ("Senoir Analyst", "edit"): 1,
+    }

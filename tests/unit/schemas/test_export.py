@@ -46,6 +46,7 @@ def test_exported_unions_name_every_event_type(tmp_path: Path) -> None:
         "rule.published",
         "rule.paused",
         "config.applied",
+        "config.confirmed",
         "membership.manual_added",
         "membership.manual_removed",
     }

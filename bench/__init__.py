@@ -1,0 +1,1 @@
+"""Benchmarks of mentorflow against ceilings measured in the same run."""

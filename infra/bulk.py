@@ -1,0 +1,293 @@
+"""Set-based reads and writes for a batch of person events, in one transaction.
+
+Every function takes the connection of an open StoreTransaction and costs one
+round trip whatever the number of rows, so a batch of hundreds of events needs
+about a dozen round trips instead of ten per event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import psycopg
+
+from rules.person_state import PersonState, PersonStatus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MembershipRow:
+    """One membership to insert, or to overwrite when it is already there."""
+
+    program_id: str
+    role: str
+    person_id: str
+    source: str
+    decided_by: str
+    cause_event_id: str
+    added_at: datetime
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One event for the relay to publish."""
+
+    topic: str
+    key: str | None
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log."""
+
+    kind: str
+    subject: str
+    cause_event_id: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProcessedEntry:
+    """The id of a processed input and where it came from."""
+
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+    outcome: str
+
+
+@dataclass(frozen=True)
+class HeldEntry:
+    """A person event kept until its effective date."""
+
+    event_id: str
+    person_id: str
+    due_on: date
+    event: dict[str, Any]
+
+
+def processed_ids(
+    conn: psycopg.Connection[Any], event_ids: Collection[str]
+) -> set[str]:
+    """Return which of these event ids were processed already."""
+    if not event_ids:
+        return set()
+    rows = conn.execute(
+        "SELECT event_id FROM processed_events WHERE event_id = ANY(%s)",
+        (list(event_ids),),
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def lock_persons(
+    conn: psycopg.Connection[Any], person_ids: Collection[str]
+) -> dict[str, PersonState]:
+    """Return and lock the records of these persons; absent ones are left out.
+
+    Rows are locked in person_id order, the order every other multi-person
+    transaction uses, so that two batches never deadlock on each other.
+    """
+    if not person_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT person_id, attributes, status, version_at, version_event_id"
+        " FROM persons WHERE person_id = ANY(%s) ORDER BY person_id FOR UPDATE",
+        (sorted(person_ids),),
+    ).fetchall()
+    return {
+        row[0]: PersonState(
+            person_id=row[0],
+            attributes=row[1],
+            status=PersonStatus(row[2]),
+            version_at=row[3],
+            version_event_id=row[4],
+        )
+        for row in rows
+    }
+
+
+def save_persons(
+    conn: psycopg.Connection[Any],
+    states: Sequence[PersonState],
+    searches: Sequence[dict[str, Any]],
+) -> None:
+    """Insert or overwrite the records of persons, each with its search copy."""
+    if not states:
+        return
+    conn.execute(
+        "INSERT INTO persons (person_id, attributes, search, status, version_at,"
+        " version_event_id)"
+        " SELECT p.person_id, p.attributes::jsonb, p.search::jsonb, p.status,"
+        " p.version_at, p.version_event_id"
+        " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+        " %s::timestamptz[], %s::text[])"
+        " AS p(person_id, attributes, search, status, version_at, version_event_id)"
+        " ON CONFLICT (person_id) DO UPDATE SET attributes = excluded.attributes,"
+        " search = excluded.search, status = excluded.status,"
+        " version_at = excluded.version_at,"
+        " version_event_id = excluded.version_event_id, updated_at = now()",
+        (
+            [state.person_id for state in states],
+            [_json(dict(state.attributes)) for state in states],
+            [_json(search) for search in searches],
+            [state.status.value for state in states],
+            [state.version_at for state in states],
+            [state.version_event_id for state in states],
+        ),
+    )
+
+
+def delete_memberships(
+    conn: psycopg.Connection[Any], keys: Sequence[tuple[str, str, str]]
+) -> None:
+    """Delete memberships given as (program_id, role, person_id)."""
+    if not keys:
+        return
+    conn.execute(
+        "DELETE FROM memberships m"
+        " USING unnest(%s::text[], %s::text[], %s::text[])"
+        " AS d(program_id, role, person_id)"
+        " WHERE m.program_id = d.program_id AND m.role = d.role"
+        " AND m.person_id = d.person_id",
+        _columns(keys, 3),
+    )
+
+
+def upsert_memberships(
+    conn: psycopg.Connection[Any], rows: Sequence[MembershipRow]
+) -> None:
+    """Insert memberships; one removed and added again in the batch is rewritten."""
+    if not rows:
+        return
+    conn.execute(
+        "INSERT INTO memberships (program_id, role, person_id, source, decided_by,"
+        " cause_event_id, added_at)"
+        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+        " %s::text[], %s::text[], %s::timestamptz[])"
+        " ON CONFLICT (program_id, role, person_id) DO UPDATE"
+        " SET source = excluded.source, decided_by = excluded.decided_by,"
+        " cause_event_id = excluded.cause_event_id, added_at = excluded.added_at",
+        _columns(
+            [
+                (
+                    row.program_id,
+                    row.role,
+                    row.person_id,
+                    row.source,
+                    row.decided_by,
+                    row.cause_event_id,
+                    row.added_at,
+                )
+                for row in rows
+            ],
+            7,
+        ),
+    )
+
+
+def append_outbox(
+    conn: psycopg.Connection[Any], entries: Iterable[OutboxEntry]
+) -> None:
+    """Append events to the outbox, their ids ascending in the order given.
+
+    COPY inserts rows one after the other, so the bigserial ids, which the
+    relay publishes in, follow the order of the entries.
+    """
+    with (
+        conn.cursor() as cursor,
+        cursor.copy("COPY outbox (topic, key, payload) FROM STDIN") as copy,
+    ):
+        for entry in entries:
+            copy.write_row((entry.topic, entry.key, _json(entry.payload)))
+
+
+def append_audit(conn: psycopg.Connection[Any], entries: Iterable[AuditEntry]) -> None:
+    """Append lines to the audit log."""
+    with (
+        conn.cursor() as cursor,
+        cursor.copy(
+            "COPY audit_log (kind, subject, cause_event_id, detail) FROM STDIN"
+        ) as copy,
+    ):
+        for entry in entries:
+            copy.write_row(
+                (entry.kind, entry.subject, entry.cause_event_id, _json(entry.detail))
+            )
+
+
+def mark_processed(
+    conn: psycopg.Connection[Any], entries: Iterable[ProcessedEntry]
+) -> None:
+    """Record processed ids; an id recorded already fails the whole transaction.
+
+    That failure is what keeps two workers that briefly share a partition
+    during a rebalance from applying one event twice.
+    """
+    with (
+        conn.cursor() as cursor,
+        cursor.copy(
+            'COPY processed_events (event_id, topic, partition, "offset", outcome)'
+            " FROM STDIN"
+        ) as copy,
+    ):
+        for entry in entries:
+            copy.write_row(
+                (
+                    entry.event_id,
+                    entry.topic,
+                    entry.partition,
+                    entry.offset,
+                    entry.outcome,
+                )
+            )
+
+
+def hold_events(conn: psycopg.Connection[Any], entries: Sequence[HeldEntry]) -> None:
+    """Keep person events until their effective date; known ids are kept as are."""
+    if not entries:
+        return
+    conn.execute(
+        "INSERT INTO held_events (event_id, person_id, due_on, event)"
+        " SELECT e.event_id, e.person_id, e.due_on, e.event::jsonb"
+        " FROM unnest(%s::text[], %s::text[], %s::date[], %s::text[])"
+        " AS e(event_id, person_id, due_on, event)"
+        " ON CONFLICT (event_id) DO NOTHING",
+        _columns(
+            [(e.event_id, e.person_id, e.due_on, _json(e.event)) for e in entries], 4
+        ),
+    )
+
+
+def set_timers(
+    conn: psycopg.Connection[Any], timers: Sequence[tuple[str, date | None]]
+) -> None:
+    """Set or clear the re-evaluation day of many persons, one entry a person."""
+    cleared = [person_id for person_id, due_on in timers if due_on is None]
+    due = [(person_id, due_on) for person_id, due_on in timers if due_on is not None]
+    if cleared:
+        conn.execute("DELETE FROM person_timers WHERE person_id = ANY(%s)", (cleared,))
+    if due:
+        conn.execute(
+            "INSERT INTO person_timers (person_id, due_on)"
+            " SELECT * FROM unnest(%s::text[], %s::date[])"
+            " ON CONFLICT (person_id) DO UPDATE SET due_on = excluded.due_on",
+            _columns(due, 2),
+        )
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> tuple[list[Any], ...]:
+    """Turn rows into one list a column, the shape unnest() takes."""
+    return tuple([row[i] for row in rows] for i in range(width))
+
+
+def _json(value: Any) -> str:
+    # The same encoding psycopg's Jsonb uses, so both paths store equal values.
+    return json.dumps(value)

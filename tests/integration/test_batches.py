@@ -1,0 +1,269 @@
+"""The batched person path: one transaction a batch, the per-record path's effect."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from infra.database import open_pool
+from infra.settings import KafkaSettings, Settings
+from infra.store import SourcePosition, Store
+from rules.person_state import PersonState
+from schemas.common import EventBase, new_event_id
+from schemas.config import CONFIG_KEY
+from schemas.person import PersonHired, PersonUpdated
+from tests.fix_postgres import _admin, _with_database
+from tests.fix_worker import TEST_TODAY
+from tests.integration.workload import CONFIG, T0, generate_events, oracle
+from workers import app as worker_app
+from workers import batch as batch_module
+from workers.batch import PersonRecord
+from workers.clock import BusinessClock
+from workers.engine import Engine
+from workers.health import Health
+from workers.metrics import WorkerMetrics
+
+TOPIC = "hr.person-events"
+_offsets = itertools.count()
+
+
+def build_engine(store: Store) -> Engine:
+    clock = BusinessClock(ZoneInfo("UTC"), as_of=TEST_TODAY)
+    return Engine(store, KafkaSettings(), clock)
+
+
+def record(event: EventBase | bytes, key: str = "key") -> PersonRecord:
+    if isinstance(event, bytes):
+        raw = event
+    else:
+        raw = json.dumps(event.model_dump(mode="json", by_alias=True)).encode()
+    return PersonRecord(raw, key.encode(), SourcePosition(TOPIC, 0, next(_offsets)))
+
+
+def configure(engine: Engine) -> None:
+    raw = json.dumps(CONFIG.to_event().model_dump(mode="json")).encode()
+    position = SourcePosition("mentorflow.config", 0, next(_offsets))
+    outcome = engine.handle_config_record(raw, CONFIG_KEY.encode(), position)
+    assert outcome.kind == "applied"
+
+
+def snapshot(store: Store) -> dict[str, Any]:
+    """Everything a person event can change, with the instants left out."""
+    with store.transaction() as tx:
+        conn = tx.conn
+        return {
+            "persons": conn.execute(
+                "SELECT person_id, attributes, search, status, version_at,"
+                " version_event_id FROM persons ORDER BY person_id"
+            ).fetchall(),
+            "members": conn.execute(
+                "SELECT program_id, role, person_id, source, decided_by,"
+                " cause_event_id FROM memberships ORDER BY 1, 2, 3"
+            ).fetchall(),
+            "outbox": [
+                (row[0], row[1]["event_id"], row[1].get("person_id"))
+                for row in conn.execute(
+                    "SELECT topic, payload FROM outbox ORDER BY id"
+                ).fetchall()
+            ],
+            "audit": conn.execute(
+                "SELECT kind, subject, cause_event_id FROM audit_log"
+                " WHERE kind <> 'config.applied' ORDER BY kind, subject, cause_event_id"
+            ).fetchall(),
+            "processed": conn.execute(
+                "SELECT event_id, outcome FROM processed_events"
+                " WHERE topic = %s ORDER BY event_id",
+                (TOPIC,),
+            ).fetchall(),
+            "timers": conn.execute(
+                "SELECT person_id, due_on FROM person_timers ORDER BY person_id"
+            ).fetchall(),
+            "held": conn.execute(
+                "SELECT event_id, person_id, due_on FROM held_events ORDER BY 1"
+            ).fetchall(),
+        }
+
+
+def outbox_by_person(store: Store) -> dict[str, list[str]]:
+    with store.transaction() as tx:
+        rows = tx.fetch_outbox(100_000)
+    order: dict[str, list[str]] = {}
+    for row in rows:
+        if "person_id" in row.payload:
+            order.setdefault(row.payload["person_id"], []).append(
+                row.payload["event_id"]
+            )
+    return order
+
+
+def chunks(items: Sequence[PersonRecord], size: int) -> Iterator[list[PersonRecord]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+@pytest.fixture
+def other_store(postgres_server_url: str, template_database: str) -> Iterator[Store]:
+    """A second fresh database, to run the per-record path beside the batch one."""
+    name = f"mentorflow_test_{uuid.uuid4().hex[:12]}"
+    _admin(
+        postgres_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'
+    )
+    store = Store(open_pool(_with_database(postgres_server_url, name)))
+    yield store
+    store.close()
+    _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_batches_leave_what_the_per_record_path_leaves_on_the_workload(
+    store, other_store
+):
+    events = generate_events(seed=11)
+    records = [record(event, event.person_id) for event in events]
+    batched, single = build_engine(store), build_engine(other_store)
+    configure(batched)
+    configure(single)
+
+    batch_kinds = [
+        outcome.kind
+        for chunk in chunks(records, 173)
+        for outcome in batched.handle_person_batch(chunk)
+    ]
+    single_kinds = [single.handle_person_record(*r).kind for r in records]
+
+    assert batch_kinds == single_kinds
+    assert {"applied", "stale", "duplicate"} <= set(batch_kinds)
+    assert snapshot(store) == snapshot(other_store)
+    expected = oracle(events)
+    assert outbox_by_person(store) == expected.event_ids
+
+
+def test_a_redelivered_batch_changes_nothing(store):
+    engine = build_engine(store)
+    configure(engine)
+    records = [record(event, event.person_id) for event in generate_events(seed=5)]
+    records.append(record(b"not json at all"))
+    first = engine.handle_person_batch(records[:1500])
+    assert "dead_letter" not in {o.kind for o in first}
+    engine.handle_person_batch(records[1500:])
+    before = snapshot(store)
+
+    again = engine.handle_person_batch(records[1000:2000])
+    again += engine.handle_person_batch(records[2000:])
+
+    assert {outcome.kind for outcome in again} == {"duplicate"}
+    assert snapshot(store) == before
+
+
+def test_invalid_records_of_a_batch_are_dead_lettered_alone(store):
+    engine = build_engine(store)
+    configure(engine)
+    good = hire("p1", level=5)
+    records = [record(good), record(b'{"type": "person.hired"}'), record(b"\xff")]
+    records.append(record(hire("p2", level=1)))
+
+    kinds = [outcome.kind for outcome in engine.handle_person_batch(records)]
+
+    assert kinds == ["applied", "dead_letter", "dead_letter", "applied"]
+    state = snapshot(store)
+    assert {m[2] for m in state["members"]} == {"p1", "p2"}
+    letters = [row for row in state["outbox"] if row[0] == "mentorflow.dead-letter"]
+    assert len(letters) == 2
+
+
+def test_a_person_s_events_apply_in_order_within_one_batch(store):
+    engine = build_engine(store)
+    configure(engine)
+    at = itertools.count(1)
+    steps = [
+        hire("p1", level=5, at=next(at)),
+        update("p1", {"department": "support"}, at=next(at)),
+        hire("p9", level=1, at=next(at)),
+        # Older than what p1's record holds by then: stale, ignored.
+        update("p1", {"department": "eng"}, at=0),
+        update("p1", {"department": "eng"}, at=next(at)),
+        update("p1", {"level": 1}, at=next(at)),
+    ]
+
+    kinds = [o.kind for o in engine.handle_person_batch([record(e) for e in steps])]
+
+    assert kinds == ["applied", "applied", "applied", "stale", "applied", "applied"]
+    with store.transaction() as tx:
+        payloads = [row.payload for row in tx.fetch_outbox(100)]
+        members = {
+            (m.role.value, m.person_id, m.decided_by) for m in tx.members("guild")
+        }
+    p1 = [
+        (p["type"], p["role"], p["cause_event_id"])
+        for p in payloads
+        if p["person_id"] == "p1"
+    ]
+    assert p1 == [
+        ("membership.added", "mentor", steps[0].event_id),
+        ("membership.removed", "mentor", steps[1].event_id),
+        ("membership.added", "mentor", steps[4].event_id),
+        # Rules never undo themselves: leaving "senior" keeps the mentor role.
+        ("membership.added", "mentee", steps[5].event_id),
+    ]
+    assert members == {
+        ("mentor", "p1", "mentor-seniors"),
+        ("mentee", "p1", "mentee-juniors"),
+        ("mentee", "p9", "mentee-juniors"),
+    }
+
+
+def test_a_batch_that_fails_falls_back_and_dead_letters_only_the_poisoned_record(
+    store, monkeypatch
+):
+    engine = build_engine(store)
+    configure(engine)
+    real_decide = batch_module.decide
+
+    def poisoned_decide(ruleset: Any, state: PersonState, *args: Any) -> Any:
+        if state.person_id == "poison":
+            raise ZeroDivisionError("a bug that only this person's data reaches")
+        return real_decide(ruleset, state, *args)
+
+    monkeypatch.setattr(batch_module, "decide", poisoned_decide)
+    monkeypatch.setattr("workers.engine.decide", poisoned_decide)
+    monkeypatch.setattr(worker_app, "backoff_s", lambda failures: 0.0)
+    wiring = worker_app.Wiring(
+        Settings(),
+        engine,
+        cast(Any, None),
+        Health((worker_app.PERSON_AGENT,)),
+        WorkerMetrics(),
+    )
+    records = [record(hire(p, level=5)) for p in ("p1", "poison", "p2")]
+
+    outcomes = asyncio.run(worker_app._handle_batch(wiring, records))
+
+    assert [o.kind for o in outcomes] == ["applied", "dead_letter", "applied"]
+    state = snapshot(store)
+    assert {m[2] for m in state["members"]} == {"p1", "p2"}
+    assert [row[0] for row in state["outbox"]].count("mentorflow.dead-letter") == 1
+
+
+def hire(person_id: str, at: int = 1, **attributes: Any) -> PersonHired:
+    return PersonHired(
+        event_id=new_event_id(),
+        occurred_at=T0 + timedelta(seconds=at),
+        person_id=person_id,
+        attributes={"department": "eng", **attributes},
+    )
+
+
+def update(person_id: str, changes: dict[str, Any], at: int) -> PersonUpdated:
+    return PersonUpdated(
+        event_id=new_event_id(),
+        occurred_at=T0 + timedelta(seconds=at),
+        person_id=person_id,
+        changes=changes,
+    )

@@ -1,0 +1,89 @@
+"""Log lines: JSON with the handled event's position, text by default."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from infra.logging import (
+    ContextFilter,
+    JsonFormatter,
+    log_context,
+    logging_config,
+)
+
+
+def render(logger_name: str = "test", **extra: object) -> list[dict[str, object]]:
+    """Log one record through the JSON formatter and the context filter."""
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Capture()
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(ContextFilter())
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        logger.info("processed person_id=%s", "p-1", extra=extra)
+    finally:
+        logger.removeHandler(handler)
+    return [json.loads(line) for line in lines]
+
+
+def test_a_json_line_carries_the_message_and_the_extra_ids():
+    (entry,) = render(person_id="p-1", rule_id="r-1", department="R&D")
+
+    assert entry["message"] == "processed person_id=p-1"
+    assert entry["level"] == "info"
+    assert entry["person_id"] == "p-1"
+    assert entry["rule_id"] == "r-1"
+    # Only identifiers are copied out of extra: never a person's attributes.
+    assert "department" not in entry
+
+
+def test_a_json_line_carries_the_position_of_the_event_being_handled():
+    with log_context(event_id="e-1", topic="hr.person-events", partition=2, offset=41):
+        (entry,) = render()
+
+    assert (entry["event_id"], entry["topic"], entry["partition"], entry["offset"]) == (
+        "e-1",
+        "hr.person-events",
+        2,
+        41,
+    )
+    (outside,) = render()
+    assert "event_id" not in outside
+
+
+def test_the_context_reaches_records_logged_from_a_worker_thread():
+    async def handle() -> list[dict[str, object]]:
+        with log_context(event_id="e-2", topic="t", partition=0, offset=1):
+            return await asyncio.to_thread(render)
+
+    (entry,) = asyncio.run(handle())
+
+    assert entry["event_id"] == "e-2"
+
+
+def test_an_unknown_event_id_is_left_out_rather_than_null():
+    with log_context(event_id=None, topic="t", partition=0, offset=3):
+        (entry,) = render()
+
+    assert "event_id" not in entry
+    assert entry["offset"] == 3
+
+
+def test_text_is_the_default_format_and_json_is_chosen_by_name():
+    text = logging_config()
+    as_json = logging_config("DEBUG", "json")
+
+    assert "format" in text["formatters"]["default"]
+    assert as_json["formatters"]["default"] == {"()": JsonFormatter}
+    assert as_json["root"]["level"] == "DEBUG"
+    assert as_json["handlers"]["stderr"]["filters"] == ["context"]

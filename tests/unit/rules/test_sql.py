@@ -1,0 +1,136 @@
+"""The SQL compilation of segments: shape and parameters, with no database.
+
+Whether the SQL gives the Python answer is checked on PostgreSQL in
+tests/integration/test_sweep_sql.py.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from rules.aliases import SQL_FUNCTION
+from rules.sql import compile_segment
+from schemas.segments import Operator
+from tests.unit.factories import TODAY, all_of, any_of, cond, not_
+
+HOSTILE = "x'); DROP TABLE persons; --"
+
+VALUE_FOR: dict[Operator, Any] = {
+    Operator.EQ: HOSTILE,
+    Operator.NE: HOSTILE,
+    Operator.IN: [HOSTILE, "50%"],
+    Operator.NOT_IN: [HOSTILE, "50%"],
+    Operator.CONTAINS: HOSTILE,
+    Operator.NOT_CONTAINS: HOSTILE,
+    Operator.STARTS_WITH: HOSTILE,
+    Operator.EXISTS: None,
+    Operator.MISSING: None,
+    Operator.GT: "9000",
+    Operator.GTE: 9000,
+    Operator.LT: "2024-01-01",
+    Operator.LTE: 1.5,
+    Operator.INCLUDES: HOSTILE,
+    Operator.EXCLUDES: HOSTILE,
+    Operator.WITHIN_LAST: 30,
+    Operator.MORE_THAN_AGO: 30,
+    Operator.WITHIN_NEXT: 30,
+    Operator.MORE_THAN_AHEAD: 30,
+}
+
+
+@pytest.mark.parametrize("operator", list(Operator))
+def test_attribute_names_and_values_are_parameters_never_sql_text(
+    operator: Operator,
+) -> None:
+    compiled = compile_segment(cond(HOSTILE, operator, VALUE_FOR[operator]), TODAY)
+    assert "DROP" not in compiled.sql
+    assert "'x'" not in compiled.sql
+    assert HOSTILE in compiled.params
+    assert compiled.sql.count("%s") == len(compiled.params)
+
+
+@pytest.mark.parametrize("operator", list(Operator))
+def test_every_condition_is_wrapped_so_that_it_is_never_null(
+    operator: Operator,
+) -> None:
+    compiled = compile_segment(cond("x", operator, VALUE_FOR[operator]), TODAY)
+    assert "COALESCE(" in compiled.sql
+
+
+@pytest.mark.parametrize(
+    ("negative", "positive"),
+    [
+        (Operator.NE, Operator.EQ),
+        (Operator.NOT_IN, Operator.IN),
+        (Operator.NOT_CONTAINS, Operator.CONTAINS),
+        (Operator.MISSING, Operator.EXISTS),
+        (Operator.EXCLUDES, Operator.INCLUDES),
+    ],
+)
+def test_negative_operator_is_not_of_its_positive_form(
+    negative: Operator, positive: Operator
+) -> None:
+    value = VALUE_FOR[positive]
+    held = compile_segment(cond("x", positive, value), TODAY)
+    negated = compile_segment(cond("x", negative, value), TODAY)
+    assert negated.sql == f"(NOT {held.sql})"
+    assert negated.params == held.params
+
+
+def test_today_is_a_parameter_so_the_sql_text_does_not_change_with_it() -> None:
+    segment = all_of(cond("hire_date", "within_last", 30))
+    now = compile_segment(segment, TODAY)
+    later = compile_segment(segment, TODAY + timedelta(days=1))
+    assert now.sql == later.sql
+    assert TODAY.toordinal() in now.params
+    assert TODAY.toordinal() + 1 in later.params
+
+
+def test_day_counts_past_the_calendar_are_clamped_to_an_sql_integer() -> None:
+    compiled = compile_segment(cond("hire_date", "within_next", 10**30), TODAY)
+    assert max(value for value in compiled.params if isinstance(value, int)) < 2**31
+
+
+def test_text_values_are_compared_normalised() -> None:
+    compiled = compile_segment(
+        cond("title", "eq", "  Senior\u00a0\u200bENGINEER "), TODAY
+    )
+    assert "senior engineer" in compiled.params
+
+
+def test_values_that_can_never_match_compile_to_false() -> None:
+    impossible_date = compile_segment(cond("hire_date", "gt", "2024-13-45"), TODAY)
+    assert impossible_date.sql == "COALESCE(FALSE, FALSE)"
+    assert impossible_date.params == ()
+
+
+def test_empty_all_group_is_true_and_groups_nest() -> None:
+    assert compile_segment(all_of(), TODAY).sql == "TRUE"
+    nested = compile_segment(
+        any_of(all_of(), not_(cond("x", "exists"))), TODAY, table="person"
+    )
+    assert nested.sql.startswith("(TRUE OR (NOT COALESCE(")
+    assert "person.search" in nested.sql
+
+
+def test_aliases_are_applied_to_the_value_and_passed_for_the_attribute() -> None:
+    compiled = compile_segment(
+        cond("title", "eq", "Sr. Engineer"), TODAY, {"Sr.": "Senior"}
+    )
+    assert SQL_FUNCTION in compiled.sql
+    assert ["sr."] in compiled.params
+    assert ["senior"] in compiled.params
+    assert "senior engineer" in compiled.params
+
+
+def test_no_alias_function_without_aliases() -> None:
+    assert SQL_FUNCTION not in compile_segment(cond("title", "eq", "x"), TODAY).sql
+
+
+@pytest.mark.parametrize("table", ["p; DROP TABLE persons", "P", "1p", ""])
+def test_table_alias_must_be_a_plain_identifier(table: str) -> None:
+    with pytest.raises(ValueError, match="plain identifier"):
+        compile_segment(all_of(), TODAY, table=table)

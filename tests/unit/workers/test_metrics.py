@@ -1,0 +1,159 @@
+"""The worker's metrics: labels, counts and the exported text."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from infra.lag import PartitionLag
+from rules.evaluation import Decision
+from schemas.membership import MembershipAction
+from schemas.segments import Role
+from workers.engine import Outcome, SweepResult
+from workers.metrics import (
+    CONFIG_SOURCE,
+    PERSON_SOURCE,
+    UNKNOWN,
+    RecordLabel,
+    WorkerMetrics,
+    label_record,
+)
+
+
+def exported(
+    metrics: WorkerMetrics,
+) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    text = metrics.render().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(metrics: WorkerMetrics, name: str, **labels: str) -> float | None:
+    return exported(metrics).get((name, frozenset(labels.items())))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            b'{"type": "person.hired", "event_id": "e-1"}',
+            RecordLabel("person.hired", "e-1"),
+        ),
+        (
+            b'{"type": "config.applied", "event_id": "e-2"}',
+            RecordLabel("config.applied", "e-2"),
+        ),
+        # A type of someone else's invention must not become a label value.
+        (
+            b'{"type": "person.exploded", "event_id": "e-3"}',
+            RecordLabel(UNKNOWN, "e-3"),
+        ),
+        (b'{"type": "person.hired", "event_id": 7}', RecordLabel("person.hired", None)),
+        (b"{not json", RecordLabel(UNKNOWN, None)),
+        (b"[1, 2]", RecordLabel(UNKNOWN, None)),
+        (b"\xff\xfe", RecordLabel(UNKNOWN, None)),
+        (b"", RecordLabel(UNKNOWN, None)),
+    ],
+)
+def test_a_record_is_labelled_by_its_known_type_and_never_raises(raw, expected):
+    assert label_record(raw, max_bytes=1000) == expected
+
+
+def test_an_oversized_record_is_not_parsed_for_its_label():
+    raw = b'{"type": "person.hired", "event_id": "e-1"}'
+
+    assert label_record(raw, max_bytes=10) == RecordLabel(UNKNOWN, None)
+
+
+def test_person_outcomes_count_by_type_and_outcome_with_their_decisions():
+    metrics = WorkerMetrics()
+    decisions = (
+        Decision("eng", Role.MENTEE, "p-1", MembershipAction.REMOVED, "eng-graduates"),
+        Decision("eng", Role.MENTOR, "p-1", MembershipAction.ADDED, "eng-mentors"),
+    )
+
+    metrics.record_event(
+        PERSON_SOURCE, "person.updated", Outcome("applied", 2, decisions), 0.01
+    )
+    metrics.record_event(PERSON_SOURCE, "person.updated", Outcome("stale"), 0.002)
+    metrics.record_event(PERSON_SOURCE, UNKNOWN, Outcome("dead_letter"), 0.003)
+
+    processed = "mentorflow_events_processed_total"
+    applied = {"source": "person", "type": "person.updated", "outcome": "applied"}
+    assert value(metrics, processed, **applied) == 1
+    stale = {"source": "person", "type": "person.updated", "outcome": "stale"}
+    assert value(metrics, processed, **stale) == 1
+    assert value(metrics, "mentorflow_stale_events_total") == 1
+    assert value(metrics, "mentorflow_dead_letters_total", source="person") == 1
+    changes = "mentorflow_membership_changes_total"
+    assert value(metrics, changes, program="eng", role="mentee", action="removed") == 1
+    assert value(metrics, changes, program="eng", role="mentor", action="added") == 1
+    assert value(metrics, "mentorflow_processing_seconds_count", source="person") == 3
+    assert value(metrics, "mentorflow_config_membership_changes_total") == 0
+
+
+def test_config_outcomes_report_only_their_count_of_changes():
+    metrics = WorkerMetrics()
+
+    metrics.record_event(CONFIG_SOURCE, "config.applied", Outcome("applied", 40), 0.5)
+
+    assert value(metrics, "mentorflow_config_membership_changes_total") == 40
+    assert not [
+        name
+        for name, _ in exported(metrics)
+        if name == "mentorflow_membership_changes_total"
+    ]
+
+
+def test_sweeps_record_duration_changes_and_time():
+    metrics = WorkerMetrics()
+
+    metrics.record_sweep(
+        SweepResult(1, persons=100, changes=3), 2.5, at=1_700_000_000.0
+    )
+    metrics.record_sweep(
+        SweepResult(2, persons=101, changes=0), 1.5, at=1_700_003_600.0
+    )
+
+    assert value(metrics, "mentorflow_sweep_seconds_count") == 2
+    assert value(metrics, "mentorflow_sweep_seconds_sum") == 4.0
+    assert value(metrics, "mentorflow_sweep_changes_total") == 3
+    assert value(metrics, "mentorflow_sweep_persons") == 101
+    assert value(metrics, "mentorflow_last_sweep_timestamp_seconds") == 1_700_003_600.0
+
+
+def test_a_lag_reading_replaces_the_previous_one():
+    metrics = WorkerMetrics()
+    metrics.set_lag(
+        [
+            PartitionLag("hr.person-events", 0, 5, 9, 4),
+            PartitionLag("hr.person-events", 1, None, 2, 2),
+        ]
+    )
+
+    assert (
+        value(
+            metrics, "mentorflow_consumer_lag", topic="hr.person-events", partition="0"
+        )
+        == 4
+    )
+    committed = "mentorflow_consumer_committed_offset"
+    assert value(metrics, committed, topic="hr.person-events", partition="1") == -1
+
+    metrics.set_lag([PartitionLag("hr.person-events", 0, 9, 9, 0)])
+
+    lags = {
+        k: v for k, v in exported(metrics).items() if k[0] == "mentorflow_consumer_lag"
+    }
+    assert list(lags.values()) == [0]
+
+
+def test_each_instance_has_a_registry_of_its_own():
+    first, second = WorkerMetrics(), WorkerMetrics()
+    first.outbox_backlog.set(7)
+
+    assert value(first, "mentorflow_outbox_backlog") == 7
+    assert value(second, "mentorflow_outbox_backlog") == 0

@@ -1,0 +1,232 @@
+"""A batch of person events applied in memory, then written in a few statements.
+
+The batch reads every person it touches once, applies the events in the order
+given (so each person's events keep their Kafka order), and collects what the
+per-record path would write: person records, membership changes, outbox rows in
+the order decided, audit lines, held events, timers and processed ids. The
+engine writes them all in the transaction that read the persons.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, NamedTuple
+
+import psycopg
+
+from infra import bulk
+from infra.store import SourcePosition
+from rules.evaluation import Decision, decide_departure, decide_person
+from rules.flips import next_flip
+from rules.person_state import PersonState, apply_event
+from rules.ruleset import Pair, RuleSet
+from rules.search import search_document
+from schemas.membership import DeadLetter, MembershipAction, MembershipEvent
+from schemas.person import PersonEvent, PersonTerminated
+
+logger = logging.getLogger(__name__)
+
+
+class PersonRecord(NamedTuple):
+    """One consumed record of the person topic."""
+
+    raw: bytes
+    key: bytes | None
+    source: SourcePosition
+
+
+def decide(
+    ruleset: RuleSet,
+    state: PersonState,
+    memberships: set[Pair],
+    today: date,
+    pairs: Iterable[Pair] | None = None,
+) -> list[Decision]:
+    """Return a person's membership changes: departures first, else the rules."""
+    reason = state.departure_reason
+    if reason is not None:
+        return decide_departure(state.person_id, memberships, reason)
+    return decide_person(
+        state.person_id,
+        ruleset,
+        state.attributes,
+        memberships,
+        today,
+        None if pairs is None else set(pairs),
+    )
+
+
+def flip_day(ruleset: RuleSet, state: PersonState, today: date) -> date | None:
+    """Return the next day a person's segment outcomes can change, if any."""
+    if not state.is_active:
+        return None
+    return next_flip(ruleset.used_segments.values(), state.attributes, today)
+
+
+def hold_until(event: PersonEvent, today: date) -> date | None:
+    """Return the day a future-dated event must wait for, or None to apply it now.
+
+    A termination waits for its termination date even without an effective date.
+    """
+    due_on = event.effective_at
+    if isinstance(event, PersonTerminated):
+        due_on = max(due_on or event.termination_date, event.termination_date)
+    if due_on is not None and due_on > today:
+        return due_on
+    return None
+
+
+@dataclass
+class PersonBatch:
+    """The effects of one batch of person events, gathered before they are written.
+
+    Membership events are appended to the outbox in the order they are decided,
+    so each person's membership events keep the order the per-record path gives.
+    """
+
+    ruleset: RuleSet
+    today: date
+    changed_at: datetime
+    membership_topic: str
+    dead_letter_topic: str
+    states: dict[str, PersonState | None]
+    memberships: dict[str, set[Pair]]
+    _saved: dict[str, PersonState] = field(default_factory=dict)
+    _timers: dict[str, date | None] = field(default_factory=dict)
+    # The last change of each membership: a row to write, or None to delete.
+    _members: dict[tuple[str, str, str], bulk.MembershipRow | None] = field(
+        default_factory=dict
+    )
+    _outbox: list[bulk.OutboxEntry] = field(default_factory=list)
+    _audit: list[bulk.AuditEntry] = field(default_factory=list)
+    _processed: list[bulk.ProcessedEntry] = field(default_factory=list)
+    _held: list[bulk.HeldEntry] = field(default_factory=list)
+
+    def hold_or_apply(self, event: PersonEvent) -> tuple[str, list[Decision]]:
+        """Hold a future-dated event or apply it; return the outcome and changes."""
+        due_on = hold_until(event, self.today)
+        if due_on is not None:
+            payload = event.model_dump(mode="json")
+            self._held.append(
+                bulk.HeldEntry(event.event_id, event.person_id, due_on, payload)
+            )
+            self._audit.append(
+                bulk.AuditEntry(
+                    "person.held",
+                    event.person_id,
+                    event.event_id,
+                    {"due_on": str(due_on)},
+                )
+            )
+            return "held", []
+        return self._apply(event)
+
+    def _apply(self, event: PersonEvent) -> tuple[str, list[Decision]]:
+        person_id = event.person_id
+        transition = apply_event(self.states.get(person_id), event)
+        if not transition.applied:
+            self._audit.append(
+                bulk.AuditEntry("person.stale", person_id, event.event_id, {})
+            )
+            return "stale", []
+
+        state = self.states[person_id] = self._saved[person_id] = transition.state
+        held = self.memberships.setdefault(person_id, set())
+        decisions = decide(self.ruleset, state, held, self.today)
+        for decision in decisions:
+            self._record(decision, event.event_id)
+        self._timers[person_id] = flip_day(self.ruleset, state, self.today)
+        return "applied", decisions
+
+    def _record(self, decision: Decision, cause_event_id: str) -> None:
+        pair = (decision.program_id, decision.role)
+        key = (decision.program_id, decision.role.value, decision.person_id)
+        held = self.memberships.setdefault(decision.person_id, set())
+        if decision.action is MembershipAction.ADDED:
+            held.add(pair)
+            self._members[key] = bulk.MembershipRow(
+                *key, "rule", decision.decided_by, cause_event_id, self.changed_at
+            )
+        else:
+            held.discard(pair)
+            self._members[key] = None
+
+        event = MembershipEvent.decided(
+            decision.action,
+            decision.program_id,
+            decision.role,
+            decision.person_id,
+            decision.decided_by,
+            cause_event_id,
+            self.changed_at,
+        )
+        self._outbox.append(
+            bulk.OutboxEntry(
+                self.membership_topic, decision.person_id, event.model_dump(mode="json")
+            )
+        )
+        self._audit.append(
+            bulk.AuditEntry(
+                decision.action.value,
+                decision.person_id,
+                cause_event_id,
+                {
+                    "program_id": decision.program_id,
+                    "role": decision.role.value,
+                    "decided_by": decision.decided_by,
+                    "event_id": event.event_id,
+                },
+            )
+        )
+
+    def dead_letter(self, letter: DeadLetter, key: str | None) -> None:
+        """Send a record to the dead-letter topic with the rest of the batch."""
+        self._outbox.append(
+            bulk.OutboxEntry(
+                self.dead_letter_topic, key, letter.model_dump(mode="json")
+            )
+        )
+        subject = (
+            f"{letter.source_topic}/{letter.source_partition}/{letter.source_offset}"
+        )
+        self._audit.append(
+            bulk.AuditEntry(
+                "dead_letter", subject, letter.event_id, {"error": letter.error}
+            )
+        )
+
+    def mark_processed(
+        self, event_id: str, source: SourcePosition, outcome: str
+    ) -> None:
+        """Record an input's id with how it came out."""
+        self._processed.append(
+            bulk.ProcessedEntry(
+                event_id, source.topic, source.partition, source.offset, outcome
+            )
+        )
+
+    def write(self, conn: psycopg.Connection[Any]) -> None:
+        """Write everything the batch decided, in the caller's transaction."""
+        saved = list(self._saved.values())
+        bulk.save_persons(
+            conn, saved, [search_document(state.attributes) for state in saved]
+        )
+        deleted = [key for key, row in self._members.items() if row is None]
+        bulk.delete_memberships(conn, deleted)
+        bulk.upsert_memberships(conn, _present(self._members.values()))
+        bulk.set_timers(conn, list(self._timers.items()))
+        bulk.hold_events(conn, self._held)
+        if self._outbox:
+            bulk.append_outbox(conn, self._outbox)
+        if self._audit:
+            bulk.append_audit(conn, self._audit)
+        bulk.mark_processed(conn, self._processed)
+
+
+def _present(
+    rows: Iterable[bulk.MembershipRow | None],
+) -> list[bulk.MembershipRow]:
+    return [row for row in rows if row is not None]

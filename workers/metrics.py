@@ -1,0 +1,231 @@
+"""The worker's Prometheus metrics, kept in a registry of their own."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from infra.lag import PartitionLag
+from schemas.config import ConfigEvent
+from schemas.person import PersonEvent
+from workers.engine import Outcome, SweepResult
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# A label value for records whose type cannot be read or is not one of ours:
+# a free-form label would let any producer grow the series without bound.
+UNKNOWN = "unknown"
+
+# The source label of each input topic.
+PERSON_SOURCE = "person"
+CONFIG_SOURCE = "config"
+
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+SWEEP_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+def _known_types(*unions: Any) -> frozenset[str]:
+    # PersonEvent and ConfigEvent are Annotated unions discriminated by type.
+    types = set()
+    for union in unions:
+        for model in get_args(get_args(union)[0]):
+            types.add(model.model_fields["type"].default)
+    return frozenset(types)
+
+
+EVENT_TYPES = _known_types(PersonEvent, ConfigEvent)
+
+
+@dataclass(frozen=True)
+class RecordLabel:
+    """What a raw record says it is, read without validating it."""
+
+    event_type: str
+    event_id: str | None
+
+
+def label_record(raw: bytes, max_bytes: int) -> RecordLabel:
+    """Return the record's event type (or "unknown") and event id, if any.
+
+    Never raises: a record that is not a JSON object of a known type is
+    labelled "unknown"; its id is kept only when it is a short string.
+    """
+    if len(raw) > max_bytes:
+        return RecordLabel(UNKNOWN, None)
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return RecordLabel(UNKNOWN, None)
+    if not isinstance(data, dict):
+        return RecordLabel(UNKNOWN, None)
+    event_type = data.get("type")
+    event_id = data.get("event_id")
+    if not isinstance(event_id, str) or len(event_id) > 200:
+        event_id = None
+    if event_type not in EVENT_TYPES:
+        return RecordLabel(UNKNOWN, event_id)
+    return RecordLabel(str(event_type), event_id)
+
+
+class WorkerMetrics:
+    """Every metric the worker exports; one instance per worker process.
+
+    The metrics live in the instance's own registry rather than in
+    prometheus-client's global one, so that building an app twice (tests, the
+    demo) never collides and importing this module registers nothing.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events_processed = Counter(
+            "mentorflow_events_processed",
+            "Input records handled, by source topic, event type and outcome",
+            ["source", "type", "outcome"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "mentorflow_dead_letters",
+            "Input records sent to the dead-letter topic, by source topic",
+            ["source"],
+            registry=r,
+        )
+        self.stale_events = Counter(
+            "mentorflow_stale_events",
+            "Person updates ignored because a newer version was applied",
+            registry=r,
+        )
+        self.membership_changes = Counter(
+            "mentorflow_membership_changes",
+            "Membership changes decided by person events",
+            ["program", "role", "action"],
+            registry=r,
+        )
+        self.config_membership_changes = Counter(
+            "mentorflow_config_membership_changes",
+            "Membership changes made by config events (not broken down)",
+            registry=r,
+        )
+        self.processing_seconds = Histogram(
+            "mentorflow_processing_seconds",
+            "Time to handle one input record, retries included",
+            ["source"],
+            registry=r,
+        )
+        self.relay_batch_size = Histogram(
+            "mentorflow_relay_batch_size",
+            "Outbox events published per relay batch",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.sweep_seconds = Histogram(
+            "mentorflow_sweep_seconds",
+            "Duration of the sweeps this worker ran",
+            buckets=SWEEP_BUCKETS,
+            registry=r,
+        )
+        self.sweep_changes = Counter(
+            "mentorflow_sweep_changes",
+            "Membership changes made by sweeps (drift repaired)",
+            registry=r,
+        )
+        self.sweep_persons = Gauge(
+            "mentorflow_sweep_persons",
+            "Persons evaluated by the last sweep this worker ran",
+            registry=r,
+        )
+        self.last_sweep_timestamp = Gauge(
+            "mentorflow_last_sweep_timestamp_seconds",
+            "Unix time at which the last sweep this worker ran finished",
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "mentorflow_outbox_backlog",
+            "Events written to the outbox and not yet published",
+            registry=r,
+        )
+        self.commit_failures = Counter(
+            "mentorflow_commit_failures",
+            "Transactions that failed to commit and were retried, by stage",
+            ["stage"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "mentorflow_consumer_lag",
+            "Records the worker group has yet to consume, by partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.committed_offset = Gauge(
+            "mentorflow_consumer_committed_offset",
+            "The worker group's committed offset (-1: none yet), by partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.end_offset = Gauge(
+            "mentorflow_consumer_end_offset",
+            "The partition's end offset",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "mentorflow_ready",
+            "1 when the worker's readiness checks pass, else 0",
+            registry=r,
+        )
+
+    def record_event(
+        self, source: str, event_type: str, outcome: Outcome, seconds: float
+    ) -> None:
+        """Count one handled input record and what it changed."""
+        self.events_processed.labels(source, event_type, outcome.kind).inc()
+        self.processing_seconds.labels(source).observe(seconds)
+        if outcome.kind == "dead_letter":
+            self.dead_letters.labels(source).inc()
+        elif outcome.kind == "stale":
+            self.stale_events.inc()
+        for decision in outcome.decisions:
+            action = decision.action.value.removeprefix("membership.")
+            self.membership_changes.labels(
+                decision.program_id, decision.role.value, action
+            ).inc()
+        # Config events report a count only: their changes may span thousands
+        # of people, which the outcome does not list.
+        if source == CONFIG_SOURCE:
+            self.config_membership_changes.inc(outcome.changes)
+
+    def record_sweep(self, result: SweepResult, seconds: float, at: float) -> None:
+        """Record a sweep this worker ran to its end."""
+        self.sweep_seconds.observe(seconds)
+        self.sweep_changes.inc(result.changes)
+        self.sweep_persons.set(result.persons)
+        self.last_sweep_timestamp.set(at)
+
+    def set_lag(self, lags: Iterable[PartitionLag]) -> None:
+        """Replace the lag figures with a fresh reading."""
+        for gauge in (self.consumer_lag, self.committed_offset, self.end_offset):
+            gauge.clear()
+        for lag in lags:
+            labels = (lag.topic, str(lag.partition))
+            self.consumer_lag.labels(*labels).set(lag.lag)
+            committed = -1 if lag.committed is None else lag.committed
+            self.committed_offset.labels(*labels).set(committed)
+            self.end_offset.labels(*labels).set(lag.end)
+
+    def render(self) -> bytes:
+        """Return every metric in the Prometheus text format."""
+        return generate_latest(self.registry)
