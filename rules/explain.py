@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from rules.aliases import NO_ALIASES, Aliases
 from rules.evaluation import PairOutcome, evaluate_person
 from rules.ruleset import Pair, RuleSet
 from rules.segments import condition_matches, matches
@@ -71,7 +72,9 @@ def explain_person(
                 position=rule.position,
                 segment_id=rule.segment_id,
                 matched=rule in outcome.matched,
-                conditions=tuple(trace_segment(rule.definition, attributes, today)),
+                conditions=tuple(
+                    trace_segment(rule.definition, attributes, today, rule.aliases)
+                ),
             )
             for rule in ruleset.by_pair[outcome.pair]
         )
@@ -80,23 +83,28 @@ def explain_person(
 
 
 def trace_segment(
-    node: SegmentNode, attributes: Mapping[str, Any], today: date, depth: int = 0
+    node: SegmentNode,
+    attributes: Mapping[str, Any],
+    today: date,
+    aliases: Aliases = NO_ALIASES,
+    depth: int = 0,
 ) -> list[ConditionTrace]:
     """Return the evaluation of every group and condition of a segment."""
-    held = matches(node, attributes, today)
+    held = matches(node, attributes, today, aliases)
     if isinstance(node, AllGroup | AnyGroup):
         kind = "all of" if isinstance(node, AllGroup) else "any of"
         children = node.all if isinstance(node, AllGroup) else node.any
         lines = [ConditionTrace(depth, kind, held)]
         for child in children:
-            lines.extend(trace_segment(child, attributes, today, depth + 1))
+            lines.extend(trace_segment(child, attributes, today, aliases, depth + 1))
         return lines
     if isinstance(node, NotGroup):
         return [
             ConditionTrace(depth, "not", held),
-            *trace_segment(node.not_, attributes, today, depth + 1),
+            *trace_segment(node.not_, attributes, today, aliases, depth + 1),
         ]
     actual = attributes.get(node.attribute)
     value = "" if node.value is None else f" {node.value!r}"
     text = f"{node.attribute} {node.operator.value}{value} (is {actual!r})"
-    return [ConditionTrace(depth, text, condition_matches(node, attributes, today))]
+    held = condition_matches(node, attributes, today, aliases)
+    return [ConditionTrace(depth, text, held)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from rules.values import as_date
@@ -55,18 +55,23 @@ def _flip_days(condition: Condition, attributes: Mapping[str, Any]) -> list[date
     day = as_date(attributes.get(condition.attribute))
     if day is None:
         return []
-    days = timedelta(days=int(condition.value))  # type: ignore[arg-type]
-    one = timedelta(days=1)
+    ordinal = day.toordinal()
+    days = int(condition.value)  # type: ignore[arg-type]
     # Each window is the set of "today"s for which the condition holds; it
     # changes on the window's first day and on the day after its last.
     if condition.operator is Operator.WITHIN_LAST:  # today in [day, day + N]
-        return [day, day + days + one]
-    if condition.operator is Operator.MORE_THAN_AGO:  # today > day + N
-        return [day + days + one]
-    if condition.operator is Operator.WITHIN_NEXT:  # today in [day - N, day]
-        return [day - days, day + one]
-    return [day - days]  # more_than_ahead: today < day - N
+        flips = [ordinal, ordinal + days + 1]
+    elif condition.operator is Operator.MORE_THAN_AGO:  # today > day + N
+        flips = [ordinal + days + 1]
+    elif condition.operator is Operator.WITHIN_NEXT:  # today in [day - N, day]
+        flips = [ordinal - days, ordinal + 1]
+    else:  # more_than_ahead: today < day - N
+        flips = [ordinal - days]
+    # A flip past the calendar's ends never comes.
+    return [date.fromordinal(flip) for flip in flips if _FIRST <= flip <= _LAST]
 
+
+_FIRST, _LAST = date.min.toordinal(), date.max.toordinal()
 
 _WINDOWS = frozenset(
     {

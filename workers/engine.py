@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from infra import bulk
 from infra.errors import ConfigRejectedError
+from infra.logging import log_context
 from infra.settings import KafkaSettings
 from infra.store import SWEEP_LOCK_KEY, SourcePosition, Store, StoreTransaction
 from infra.sweep import sweep_memberships
@@ -694,14 +696,31 @@ class _DeadLettered(Outcome):
 
 def _log_dead_letter(source: SourcePosition, raw: bytes, outcome: Outcome) -> None:
     error = outcome.error if isinstance(outcome, _DeadLettered) else ""
-    logger.warning(
-        "dead-lettered record topic=%s partition=%d offset=%d bytes=%d: %s",
-        source.topic,
-        source.partition,
-        source.offset,
-        len(raw),
-        error,
-    )
+    # Batches log after their commit, outside the agent's per-record context.
+    claimed = _claimed_event_id(raw)
+    with log_context(
+        event_id=claimed,
+        topic=source.topic,
+        partition=source.partition,
+        offset=source.offset,
+    ):
+        logger.warning(
+            "dead-lettered record topic=%s partition=%d offset=%d bytes=%d: %s",
+            source.topic,
+            source.partition,
+            source.offset,
+            len(raw),
+            error,
+        )
+
+
+def _claimed_event_id(raw: bytes) -> str | None:
+    """The event id an invalid record claims, for the log; None if it has none."""
+    try:
+        claimed = json.loads(raw).get("event_id")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return claimed if isinstance(claimed, str) and len(claimed) <= 200 else None
 
 
 class _RollBack(Exception):

@@ -71,10 +71,6 @@ def wait_for_progress(store, at_least: int, timeout_s: float = 60) -> None:
         time.sleep(0.05)
 
 
-# kafka-python leaves sockets unclosed when the broker vanishes under the test's
-# own producer; the worker is what this test is about.
-@pytest.mark.filterwarnings("ignore::ResourceWarning")
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_broker_restart_and_a_database_outage_lose_nothing(
     settings: Settings,
     store,

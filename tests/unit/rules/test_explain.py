@@ -90,3 +90,16 @@ def test_trace_segment_indents_groups_and_reports_each_result() -> None:
         ConditionTrace(2, "not", True),
         ConditionTrace(3, "location exists (is None)", False),
     ]
+
+
+def test_the_condition_lines_apply_the_segment_aliases():
+    from rules.explain import trace_segment
+    from rules.segments import as_aliases
+    from tests.unit.factories import TODAY, all_of, cond
+
+    definition = all_of(cond("title", "starts_with", "Senior"))
+    aliases = as_aliases({"Sr.": "Senior"})
+
+    lines = trace_segment(definition, {"title": "Sr. Analyst"}, TODAY, aliases)
+
+    assert [line.held for line in lines] == [True, True]

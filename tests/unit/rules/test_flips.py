@@ -93,3 +93,16 @@ def test_no_outcome_changes_before_the_next_flip(operator, days, offset, horizon
         assert matches(segment, attributes, flip) != matches(
             segment, attributes, flip - DAY
         )
+
+
+def test_flips_beyond_the_calendar_never_come_and_never_raise():
+    huge = 10**9
+    segments = [
+        all_of(cond("start", "within_last", huge)),
+        all_of(cond("end", "more_than_ahead", huge)),
+    ]
+    attributes = {"start": "9999-12-30", "end": "0001-01-02"}
+
+    # The window opens on the day itself; it would close past year 9999.
+    assert next_flip(segments, attributes, TODAY) == date(9999, 12, 30)
+    assert next_flip(segments[1:], attributes, TODAY) is None
