@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -11,6 +12,9 @@ _ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 _WHITESPACE_RUN = re.compile(r"\s+")
 
 
+# HR texts repeat a great deal (titles, departments, the values conditions
+# name), so normalising each distinct text once pays for itself.
+@functools.lru_cache(maxsize=65536)
 def normalize_text(value: str) -> str:
     """Return value as compared: NFKC, no zero-width, one space, case-folded."""
     value = unicodedata.normalize("NFKC", value).translate(_ZERO_WIDTH)
