@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
+from rules.segments import iter_conditions
 from rules.values import as_date
 from schemas.segments import (
-    AllGroup,
-    AnyGroup,
     Condition,
-    NotGroup,
     Operator,
     SegmentNode,
 )
@@ -30,24 +28,12 @@ def next_flip(
     upcoming = [
         day
         for segment in segments
-        for condition in _time_conditions(segment)
+        for condition in iter_conditions(segment)
+        if condition.operator in _WINDOWS
         for day in _flip_days(condition, attributes)
         if day > today
     ]
     return min(upcoming, default=None)
-
-
-def _time_conditions(node: SegmentNode) -> Iterator[Condition]:
-    if isinstance(node, AllGroup):
-        for child in node.all:
-            yield from _time_conditions(child)
-    elif isinstance(node, AnyGroup):
-        for child in node.any:
-            yield from _time_conditions(child)
-    elif isinstance(node, NotGroup):
-        yield from _time_conditions(node.not_)
-    elif node.operator in _WINDOWS:
-        yield node
 
 
 def _flip_days(condition: Condition, attributes: Mapping[str, Any]) -> list[date]:

@@ -9,15 +9,15 @@ ever changes what the segment matches.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from rules.aliases import Aliases
-from rules.segments import as_aliases, condition_matches
+from rules.segments import as_aliases, condition_matches, iter_conditions
 from rules.values import as_text
-from schemas.segments import AllGroup, AnyGroup, Condition, NotGroup, Operator, Segment
+from schemas.segments import Condition, Operator, Segment
 
 # The operators whose values name the texts a person should have.
 _NAMED_TEXT_OPERATORS = frozenset(
@@ -46,7 +46,7 @@ def find_near_misses(
     aliases = as_aliases(segment.aliases)
     conditions = [
         condition
-        for condition in _conditions(segment.definition)
+        for condition in iter_conditions(segment.definition)
         if condition.operator in _NAMED_TEXT_OPERATORS
     ]
     values: Counter[tuple[str, str]] = Counter()
@@ -147,19 +147,6 @@ def _single(condition: Condition, expected: str) -> Condition:
 def _named_texts(condition: Condition) -> list[str]:
     values = condition.value if isinstance(condition.value, list) else [condition.value]
     return [str(value) for value in values]
-
-
-def _conditions(node: Any) -> Iterator[Condition]:
-    if isinstance(node, AllGroup):
-        for child in node.all:
-            yield from _conditions(child)
-    elif isinstance(node, AnyGroup):
-        for child in node.any:
-            yield from _conditions(child)
-    elif isinstance(node, NotGroup):
-        yield from _conditions(node.not_)
-    else:
-        yield node
 
 
 # Text conditions do not depend on the day.

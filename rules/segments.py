@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date
 from typing import Any
 
@@ -61,6 +61,20 @@ def condition_matches(
         check = _CHECKS[positive]
         held = check(actual, condition.value, today, as_aliases(aliases))
     return held != negated
+
+
+def iter_conditions(node: SegmentNode) -> Iterator[Condition]:
+    """Yield every condition of a segment tree, depth first, in order."""
+    if isinstance(node, AllGroup):
+        for child in node.all:
+            yield from iter_conditions(child)
+    elif isinstance(node, AnyGroup):
+        for child in node.any:
+            yield from iter_conditions(child)
+    elif isinstance(node, NotGroup):
+        yield from iter_conditions(node.not_)
+    else:
+        yield node
 
 
 def as_aliases(aliases: Aliases | Mapping[str, str] | None) -> Aliases:

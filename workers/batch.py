@@ -154,15 +154,7 @@ class PersonBatch:
             held.discard(pair)
             self._members[key] = None
 
-        event = MembershipEvent.decided(
-            decision.action,
-            decision.program_id,
-            decision.role,
-            decision.person_id,
-            decision.decided_by,
-            cause_event_id,
-            self.changed_at,
-        )
+        event = membership_event(decision, cause_event_id, self.changed_at)
         self._outbox.append(
             bulk.OutboxEntry(
                 self.membership_topic, decision.person_id, event.model_dump(mode="json")
@@ -173,12 +165,7 @@ class PersonBatch:
                 decision.action.value,
                 decision.person_id,
                 cause_event_id,
-                {
-                    "program_id": decision.program_id,
-                    "role": decision.role.value,
-                    "decided_by": decision.decided_by,
-                    "event_id": event.event_id,
-                },
+                audit_detail(decision, event),
             )
         )
 
@@ -230,3 +217,28 @@ def _present(
     rows: Iterable[bulk.MembershipRow | None],
 ) -> list[bulk.MembershipRow]:
     return [row for row in rows if row is not None]
+
+
+def membership_event(
+    decision: Decision, cause_event_id: str, changed_at: datetime
+) -> MembershipEvent:
+    """The membership event a decision publishes."""
+    return MembershipEvent.decided(
+        decision.action,
+        decision.program_id,
+        decision.role,
+        decision.person_id,
+        decision.decided_by,
+        cause_event_id,
+        changed_at,
+    )
+
+
+def audit_detail(decision: Decision, event: MembershipEvent) -> dict[str, Any]:
+    """What the audit log keeps of a membership change."""
+    return {
+        "program_id": decision.program_id,
+        "role": decision.role.value,
+        "decided_by": decision.decided_by,
+        "event_id": event.event_id,
+    }

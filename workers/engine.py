@@ -41,10 +41,18 @@ from schemas.config import (
     SegmentUpserted,
     config_event_adapter,
 )
-from schemas.membership import DeadLetter, DecidedBy, MembershipAction, MembershipEvent
+from schemas.membership import DeadLetter, DecidedBy, MembershipAction
 from schemas.person import PersonEvent, person_event_adapter
 from schemas.segments import Rule, RuleStatus
-from workers.batch import PersonBatch, PersonRecord, decide, flip_day, hold_until
+from workers.batch import (
+    PersonBatch,
+    PersonRecord,
+    audit_detail,
+    decide,
+    flip_day,
+    hold_until,
+    membership_event,
+)
 from workers.clock import BusinessClock
 from workers.errors import InvalidRecordError
 
@@ -609,27 +617,14 @@ class Engine:
                 )
             else:
                 tx.remove_membership(pair, decision.person_id)
-            event = MembershipEvent.decided(
-                decision.action,
-                decision.program_id,
-                decision.role,
-                decision.person_id,
-                decision.decided_by,
-                cause_event_id,
-                changed_at,
-            )
+            event = membership_event(decision, cause_event_id, changed_at)
             payload = event.model_dump(mode="json")
             tx.enqueue(self.kafka.membership_topic, decision.person_id, payload)
             tx.audit(
                 decision.action.value,
                 decision.person_id,
                 cause_event_id,
-                {
-                    "program_id": decision.program_id,
-                    "role": decision.role.value,
-                    "decided_by": decision.decided_by,
-                    "event_id": event.event_id,
-                },
+                audit_detail(decision, event),
             )
         return len(decisions)
 
