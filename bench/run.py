@@ -1,15 +1,18 @@
 """mentorflow's benchmark: its figures beside ceilings measured in the same run.
 
-``python -m bench.run`` (``make bench``) starts an Apache Kafka broker and
-creates a fresh PostgreSQL database, publishes person events for 10,000
-persons under 50 published rules over 10 programs, and measures:
+``python -m bench.run [part]`` (``make bench`` runs them all) writes raw results
+to bench/results/<part>.json and prints them. The parts:
 
-- throughput of one and of two ``mentorflow worker`` processes, from the
-  first event consumed to the last one processed (and to the outbox drained),
-  beside two ceilings read from the same topic: a faust agent that only
-  counts events, and a bare aiokafka consumer;
-- latency at a steady rate, from an event produced to its membership event
-  readable on the membership topic, p50 and p99.
+- ``throughput``: starts an Apache Kafka broker and a fresh PostgreSQL
+  database, publishes person events for 10,000 persons under 50 published
+  rules over 10 programs, and measures throughput of one and of two
+  ``mentorflow worker`` processes beside ceilings read from the same topic (a
+  faust agent that only counts events, a bare aiokafka consumer), then
+  latency at a steady rate, from an event produced to its membership event
+  readable on the membership topic;
+- ``sweep``, ``incremental``, ``memory``: bulk-loaded populations of up to
+  1,000,000 persons under 200 rules (bench/scale.py);
+- ``plots``: PNG plots of the saved results in bench/plots/ (bench/plots.py).
 """
 
 from __future__ import annotations
@@ -74,20 +77,79 @@ class WorkerRun:
     peak_rss_mib: float
 
 
+PARTS = ("throughput", "sweep", "incremental", "memory", "plots")
+RESULTS = ROOT / "bench" / "results"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print its tables."""
+    """Run one part of the benchmark, or all of them, and print its figures."""
     parser = argparse.ArgumentParser(prog="python -m bench.run")
+    parser.add_argument(
+        "parts", nargs="*", default=["all"], choices=("all", *PARTS), metavar="part"
+    )
     parser.add_argument("--persons", type=int, default=10_000)
     parser.add_argument("--updates", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each ceiling")
     parser.add_argument("--worker-repeat", type=int, default=2)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--latency-s", type=float, default=20.0)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[10_000, 100_000, 1_000_000],
+        help="populations of the sweep part, comma-separated",
+    )
+    parser.add_argument("--events", type=int, default=5_000)
+    parser.add_argument("--incremental-repeat", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     console = Console()
+    args.out.mkdir(parents=True, exist_ok=True)
+    parts = PARTS if "all" in args.parts else tuple(args.parts)
 
+    if "throughput" in parts:
+        _write(args.out / "throughput.json", _throughput(args, console))
+    scale_parts = [p for p in parts if p in ("sweep", "incremental", "memory")]
+    if scale_parts:
+        _scale(args, console, scale_parts)
+    if "plots" in parts:
+        # Imported here so that the other parts run without matplotlib.
+        from bench import plots
+
+        for path in plots.draw(args.out, ROOT / "bench" / "plots"):
+            console.print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+def _write(path: Path, results: dict[str, Any]) -> None:
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _scale(args: argparse.Namespace, console: Console, parts: list[str]) -> None:
+    """Run the population parts on databases they share, dropped at the end."""
+    # Imported here because bench.scale imports this module's helpers.
+    from bench import scale
+
+    small, large = min(args.sizes), max(args.sizes)
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+        pops = scale.Populations(_postgres_server_url(), work, stack, console)
+        # The sweep part goes first: it needs databases no sweep has touched.
+        if "sweep" in parts:
+            _write(args.out / "sweep.json", scale.sweep_part(pops, args.sizes))
+        if "incremental" in parts:
+            results = scale.incremental_part(
+                pops, small, large, args.events, args.incremental_repeat
+            )
+            _write(args.out / "incremental.json", results)
+        if "memory" in parts:
+            results = scale.memory_part(pops, [small, large], args.events)
+            _write(args.out / "memory.json", results)
+
+
+def _throughput(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    """Throughput beside the Kafka ceilings, and latency at a steady rate."""
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         console.print("starting apache kafka and preparing the database...")
@@ -123,9 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     results = _results(args, total, ceilings, runs, latencies)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
     _print(console, results)
-    return 0
+    return results
 
 
 # -- set-up ------------------------------------------------------------------------
@@ -590,6 +651,8 @@ def _results(
             "measured": len(latencies),
             "p50_ms": 1000 * quantiles[49] if quantiles else None,
             "p99_ms": 1000 * quantiles[98] if quantiles else None,
+            # Raw samples, sorted, for the latency plot.
+            "samples_ms": [1000 * seconds for seconds in latencies],
         },
     }
 

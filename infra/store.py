@@ -479,15 +479,6 @@ class StoreTransaction:
             ),
         )
 
-    def remove_membership(self, pair: Pair, person_id: str) -> None:
-        """Delete one membership."""
-        program_id, role = pair
-        self.conn.execute(
-            "DELETE FROM memberships WHERE program_id = %s AND role = %s"
-            " AND person_id = %s",
-            (program_id, role.value, person_id),
-        )
-
     def membership_counts(self) -> dict[Pair, int]:
         """Return the member count of every (program, role) with members."""
         rows = self.conn.execute(

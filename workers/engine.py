@@ -43,7 +43,7 @@ from schemas.config import (
 )
 from schemas.membership import DeadLetter, DecidedBy, MembershipAction
 from schemas.person import PersonEvent, person_event_adapter
-from schemas.segments import Rule, RuleStatus
+from schemas.segments import Rule, RuleAction, RuleStatus
 from workers.batch import (
     PersonBatch,
     PersonRecord,
@@ -364,7 +364,7 @@ class Engine:
             return False
         removals = Counter(
             decision.program_id
-            for decision in self._dry_run(tx, event)
+            for decision in self._dry_run(tx, event, removals_only=True)
             if decision.action is MembershipAction.REMOVED
         )
         members: Counter[str] = Counter()
@@ -410,17 +410,23 @@ class Engine:
             tx.lock_config(exclusive=True)
             return self._dry_run(tx, event)
 
-    def _dry_run(self, tx: StoreTransaction, event: ConfigEvent) -> list[Decision]:
+    def _dry_run(
+        self, tx: StoreTransaction, event: ConfigEvent, *, removals_only: bool = False
+    ) -> list[Decision]:
         """Apply event and re-evaluate everyone in a savepoint rolled back after.
 
-        This walks every person in Python, so on millions of persons a guarded
-        config change or a preview costs as much as a Python sweep.
+        With ``removals_only``, a change that leaves no published remove rule in
+        the pairs it touches is not re-evaluated: it cannot remove anyone. This
+        walks every person in Python, so on millions of persons a guarded config
+        change or a preview costs as much as a Python sweep.
         """
         recorded: list[Decision] = []
         self._recorder = recorded
         try:
             with tx.savepoint():
                 _, touched = self._apply_config_event(tx, event)
+                if removals_only and not _has_remove_rule(tx.load_ruleset(), touched):
+                    raise _RollBack
                 self.reevaluate(tx, touched, event.event_id)
                 raise _RollBack
         except _RollBack:
@@ -603,29 +609,45 @@ class Engine:
     ) -> int:
         if self._recorder is not None:
             self._recorder.extend(decisions)
+        if not decisions:
+            return 0
         changed_at = self.clock.now()
+        added: list[bulk.MembershipRow] = []
+        removed: list[tuple[str, str, str]] = []
+        outbox: list[bulk.OutboxEntry] = []
+        audit: list[bulk.AuditEntry] = []
         for decision in decisions:
-            pair = (decision.program_id, decision.role)
+            key = (decision.program_id, decision.role.value, decision.person_id)
             if decision.action is MembershipAction.ADDED:
-                tx.add_membership(
-                    pair,
-                    decision.person_id,
-                    source,
-                    decision.decided_by,
-                    cause_event_id,
-                    changed_at,
+                added.append(
+                    bulk.MembershipRow(
+                        *key, source, decision.decided_by, cause_event_id, changed_at
+                    )
                 )
             else:
-                tx.remove_membership(pair, decision.person_id)
+                removed.append(key)
             event = membership_event(decision, cause_event_id, changed_at)
             payload = event.model_dump(mode="json")
-            tx.enqueue(self.kafka.membership_topic, decision.person_id, payload)
-            tx.audit(
-                decision.action.value,
-                decision.person_id,
-                cause_event_id,
-                audit_detail(decision, event),
+            outbox.append(
+                bulk.OutboxEntry(
+                    self.kafka.membership_topic, decision.person_id, payload
+                )
             )
+            audit.append(
+                bulk.AuditEntry(
+                    decision.action.value,
+                    decision.person_id,
+                    cause_event_id,
+                    audit_detail(decision, event),
+                )
+            )
+
+        # Four round trips whatever the number of decisions: a config change
+        # can decide for a whole chunk of persons at once.
+        bulk.delete_memberships(tx.conn, removed)
+        bulk.upsert_memberships(tx.conn, added)
+        bulk.append_outbox(tx.conn, outbox)
+        bulk.append_audit(tx.conn, audit)
         return len(decisions)
 
     # -- decoding and dead letters ----------------------------------------------
@@ -720,6 +742,14 @@ def _claimed_event_id(raw: bytes) -> str | None:
 
 class _RollBack(Exception):
     """Raised to roll back a preview's transaction."""
+
+
+def _has_remove_rule(ruleset: RuleSet, pairs: Iterable[Pair]) -> bool:
+    return any(
+        rule.action is RuleAction.REMOVE
+        for pair in pairs
+        for rule in ruleset.by_pair.get(pair, ())
+    )
 
 
 def _published_pair(rule: Rule | None) -> set[Pair]:
