@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -71,12 +72,34 @@ def hold_until(event: PersonEvent, today: date) -> date | None:
 
     A termination waits for its termination date even without an effective date.
     """
-    due_on = event.effective_at
-    if isinstance(event, PersonTerminated):
-        due_on = max(due_on or event.termination_date, event.termination_date)
+    due_on = effective_date(event)
     if due_on is not None and due_on > today:
         return due_on
     return None
+
+
+def effective_date(event: PersonEvent) -> date | None:
+    """The HR date an event takes effect on, when it names one."""
+    if isinstance(event, PersonTerminated):
+        return max(event.effective_at or event.termination_date, event.termination_date)
+    return event.effective_at
+
+
+def as_released(event: PersonEvent, zone: ZoneInfo) -> PersonEvent:
+    """Return a held event as it applies on its effective date.
+
+    A change written before its effective date takes effect on that date: it
+    must not lose, as stale, to an update that was written after it but took
+    effect before it. So for last-writer-wins it counts as written at the start
+    of its effective day, in the business time zone.
+    """
+    day = effective_date(event)
+    if day is None:
+        return event
+    effective_from = datetime.combine(day, time.min, tzinfo=zone)
+    if effective_from <= event.occurred_at:
+        return event
+    return event.model_copy(update={"occurred_at": effective_from})
 
 
 @dataclass

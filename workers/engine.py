@@ -47,6 +47,7 @@ from schemas.segments import Rule, RuleAction, RuleStatus
 from workers.batch import (
     PersonBatch,
     PersonRecord,
+    as_released,
     audit_detail,
     decide,
     flip_day,
@@ -114,7 +115,7 @@ class Engine:
     ) -> Outcome:
         """Process one record of the person topic."""
         try:
-            event = self._decode(raw, source, person_event_adapter.validate_json)
+            event = self._decode_person(raw, key, source)
         except InvalidRecordError as error:
             return self.dead_letter(raw, key, source, str(error))
 
@@ -145,9 +146,7 @@ class Engine:
         decoded: list[PersonEvent | DeadLetter] = []
         for raw, key, source in records:
             try:
-                decoded.append(
-                    self._decode(raw, source, person_event_adapter.validate_json)
-                )
+                decoded.append(self._decode_person(raw, key, source))
             except InvalidRecordError as error:
                 decoded.append(self._letter(raw, key, source, str(error)))
 
@@ -206,9 +205,8 @@ class Engine:
             tx.lock_config(exclusive=False)
             due = tx.take_due_events(self.clock.today(), limit)
             for payload in due:
-                self._apply_person_event(
-                    tx, person_event_adapter.validate_python(payload)
-                )
+                event = person_event_adapter.validate_python(payload)
+                self._apply_person_event(tx, as_released(event, self.clock.zone))
         if due:
             logger.info("released held events count=%d", len(due))
         return len(due)
@@ -513,16 +511,32 @@ class Engine:
             raise ConfigRejectedError(
                 f"manual change names unknown program {event.program_id!r}"
             )
-        pair = (event.program_id, event.role)
-        memberships = tx.memberships_of([event.person_id]).get(event.person_id, set())
         adding = isinstance(event, ManualMembershipAdded)
-        if (pair in memberships) == adding:
+        person = tx.load_person(event.person_id)
+        if adding and (person is None or not person.is_active):
+            state = "unknown" if person is None else person.status.value
+            raise ConfigRejectedError(
+                f"cannot add person {event.person_id!r} to {event.program_id!r}:"
+                f" the person is {state}; only active persons can be members"
+            )
+        pair = (event.program_id, event.role)
+        held = tx.memberships_of([event.person_id]).get(event.person_id, set())
+        if (pair in held) == adding:
             return 0
         action = MembershipAction.ADDED if adding else MembershipAction.REMOVED
         decision = Decision(
             event.program_id, event.role, event.person_id, action, DecidedBy.MANUAL
         )
-        return self._apply_decisions(tx, [decision], "manual", event.event_id)
+        changes = self._apply_decisions(tx, [decision], "manual", event.event_id)
+        if person is None:
+            return changes
+
+        # The published rules then run for the person, as any event would make
+        # them: a remove rule takes a manual member out, an add rule puts a
+        # manually removed one back. A sweep right after changes nothing.
+        held = held | {pair} if adding else held - {pair}
+        decisions = self._decide(tx, person, held, {pair})
+        return changes + self._apply_decisions(tx, decisions, "rule", event.event_id)
 
     def _delete_program(self, tx: StoreTransaction, event: ProgramDeleted) -> int:
         members = tx.member_ids_of_program(event.program_id)
@@ -651,6 +665,24 @@ class Engine:
         return len(decisions)
 
     # -- decoding and dead letters ----------------------------------------------
+
+    def _decode_person(
+        self, raw: bytes, key: bytes | None, source: SourcePosition
+    ) -> PersonEvent:
+        """Validate a person record; its key must be its person_id.
+
+        Kafka keeps one person's events in order only within one partition, so
+        an event keyed as another person could overtake or trail its own.
+        """
+        event: PersonEvent = self._decode(
+            raw, source, person_event_adapter.validate_json
+        )
+        if key is not None and key != event.person_id.encode():
+            raise InvalidRecordError(
+                f"record key {_text(key)!r} does not match person_id"
+                f" {event.person_id!r}; key person events by person_id"
+            )
+        return event
 
     def _decode(self, raw: bytes, source: SourcePosition, validate: Any) -> Any:
         if len(raw) > self.max_event_bytes:

@@ -40,12 +40,15 @@ def build_engine(store: Store) -> Engine:
     return Engine(store, KafkaSettings(), clock)
 
 
-def record(event: EventBase | bytes, key: str = "key") -> PersonRecord:
+def record(event: EventBase | bytes, key: str | None = None) -> PersonRecord:
     if isinstance(event, bytes):
         raw = event
     else:
         raw = json.dumps(event.model_dump(mode="json", by_alias=True)).encode()
-    return PersonRecord(raw, key.encode(), SourcePosition(TOPIC, 0, next(_offsets)))
+        # Person events are keyed by their person.
+        key = key or getattr(event, "person_id", None)
+    encoded = None if key is None else key.encode()
+    return PersonRecord(raw, encoded, SourcePosition(TOPIC, 0, next(_offsets)))
 
 
 def configure(engine: Engine) -> None:

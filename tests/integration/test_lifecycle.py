@@ -95,7 +95,8 @@ def feed(engine: Engine, event: EventBase, topic: str = "hr.person-events") -> s
     position = SourcePosition(topic, 0, next(_offsets))
     if topic == "mentorflow.config":
         return engine.handle_config_record(raw, b"config", position).kind
-    return engine.handle_person_record(raw, b"key", position).kind
+    assert isinstance(event, PersonHired | PersonUpdated | PersonTerminated)
+    return engine.handle_person_record(raw, event.person_id.encode(), position).kind
 
 
 def members(store: Store) -> dict[str, str]:
@@ -276,3 +277,103 @@ def test_a_manual_change_naming_an_unknown_program_is_dead_lettered(store, engin
     (letter,) = outbox(store)
     assert letter["type"] == "dead_letter"
     assert "unknown program 'nope'" in letter["error"]
+
+
+def test_a_held_change_survives_an_update_written_later_but_effective_sooner(
+    store, engine_at
+):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    # Written on the dates an HR system would write them, in this test's past.
+    hired = hire("p7", hired_on=HIRED_ON - 100 * DAY)
+    feed(
+        engine,
+        hired.model_copy(update={"occurred_at": datetime(2025, 11, 1, tzinfo=UTC)}),
+    )
+    promotion = PersonUpdated(
+        event_id=new_event_id(),
+        occurred_at=datetime(2026, 3, 1, 9, tzinfo=UTC),
+        person_id="p7",
+        effective_at=HIRED_ON + 10 * DAY,
+        changes={"type": "contractor"},
+    )
+    raise_ = PersonUpdated(
+        event_id=new_event_id(),
+        occurred_at=datetime(2026, 3, 2, 9, tzinfo=UTC),
+        person_id="p7",
+        changes={"salary": 12345},
+    )
+    assert feed(engine, promotion) == "held"
+    assert feed(engine, raise_) == "applied"
+
+    engine_at(HIRED_ON + 10 * DAY).release_due_events()
+
+    with store.transaction() as tx:
+        person = tx.load_person("p7", for_update=False)
+    assert person is not None
+    assert (person.attributes["type"], person.attributes["salary"]) == (
+        "contractor",
+        12345,
+    )
+
+
+@pytest.mark.parametrize("status", ["unknown", "terminated"])
+def test_a_manual_add_of_a_person_who_is_not_active_is_dead_lettered(
+    store, engine_at, status
+):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    if status == "terminated":
+        feed(engine, hire("p8"))
+        leaving = PersonTerminated(
+            event_id=new_event_id(),
+            occurred_at=datetime.now(UTC),
+            person_id="p8",
+            termination_date=HIRED_ON,
+        )
+        assert feed(engine, leaving) == "applied"
+    add = ManualMembershipAdded(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        program_id="buddies",
+        role=Role.MENTOR,
+        person_id="p8",
+    )
+
+    assert feed(engine, add, "mentorflow.config") == "dead_letter"
+    assert members(store) == {}
+    assert f"the person is {status}" in outbox(store)[-1]["error"]
+
+
+def test_a_manual_add_that_a_remove_rule_matches_is_undone_at_once(store, engine_at):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    feed(engine, hire("p9", hired_on=HIRED_ON - 100 * DAY, type="contractor"))
+    add = ManualMembershipAdded(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        program_id="buddies",
+        role=Role.MENTEE,
+        person_id="p9",
+    )
+
+    feed(engine, add, "mentorflow.config")
+
+    assert members(store) == {}
+    assert [(e["type"], e["decided_by"]) for e in outbox(store)] == [
+        ("membership.added", "manual"),
+        ("membership.removed", "remove-contractors"),
+    ]
+    result = engine.sweep()
+    assert result is not None and result.changes == 0
+
+
+def test_a_person_event_keyed_as_another_person_is_dead_lettered(store, engine_at):
+    engine = engine_at(HIRED_ON)
+    event = hire("p10")
+    raw = json.dumps(event.model_dump(mode="json")).encode()
+
+    outcome = engine.handle_person_record(raw, b"p11", SourcePosition("hr", 0, 1))
+
+    assert outcome.kind == "dead_letter"
+    assert "does not match person_id 'p10'" in outbox(store)[-1]["error"]
