@@ -140,6 +140,22 @@ class StoreTransaction:
             (event_id, source.topic, source.partition, source.offset, outcome),
         )
 
+    def outcome_of(self, event_id: str) -> str | None:
+        """Return how an event came out, or None while it is not processed."""
+        row = self.conn.execute(
+            "SELECT outcome FROM processed_events WHERE event_id = %s", (event_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def audit_detail(self, kind: str, cause_event_id: str) -> dict[str, Any] | None:
+        """Return the detail of the latest audit entry of a kind for a cause."""
+        row = self.conn.execute(
+            "SELECT detail FROM audit_log WHERE kind = %s AND cause_event_id = %s"
+            " ORDER BY id DESC LIMIT 1",
+            (kind, cause_event_id),
+        ).fetchone()
+        return None if row is None else dict(row[0])
+
     def count_processed(self, event_ids: Sequence[str]) -> int:
         """Return how many of these event ids were processed."""
         row = self.conn.execute(

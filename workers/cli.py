@@ -22,12 +22,12 @@ from infra.lag import LagReader, PartitionLag, total_lag
 from infra.logging import configure_logging, logging_config
 from infra.settings import KafkaSettings, PostgresSettings, Settings, WorkerSettings
 from rules.explain import explain_person
-from schemas.config import CONFIG_KEY
 from schemas.errors import MentorflowError
 from schemas.export import export_json_schemas
 from schemas.segments import Role
-from workers.cli_admin import add_admin_commands
+from workers.cli_admin import add_admin_commands, add_wait_option
 from workers.config_file import load_config_file
+from workers.config_outcome import EXIT_STATUS, describe_outcome, publish_config
 from workers.demo import DEFAULT_AS_OF, DemoInputs, DemoSummary, run_demo
 from workers.errors import WorkerError
 from workers.hr_files import history_events, read_roster, snapshot_events
@@ -404,16 +404,17 @@ def run_apply(settings: Settings, args: argparse.Namespace) -> int:
     settings = running_stack_settings(settings)
     ensure_topics(settings.kafka)
     event = config.to_event()
-    producer = make_producer(settings.kafka)
+    store = open_store(settings)
     try:
-        publish_events(producer, settings.kafka.config_topic, [(CONFIG_KEY, event)])
+        outcome = publish_config(settings, store, event, args.wait_s)
     finally:
-        producer.close()
-    console.print(
-        f"published {len(config.programs)} programs, {len(config.segments)} segments"
+        store.close()
+    what = (
+        f"{len(config.programs)} programs, {len(config.segments)} segments"
         f" and {len(config.rules)} rules"
     )
-    return 0
+    console.print(describe_outcome(outcome, event.event_id, what), highlight=False)
+    return EXIT_STATUS[outcome.kind]
 
 
 def run_sweep(settings: Settings, args: argparse.Namespace) -> int:
@@ -536,6 +537,7 @@ def _parser() -> argparse.ArgumentParser:
 
     apply = commands.add_parser("apply", help=run_apply.__doc__)
     apply.add_argument("config", type=Path, metavar="CONFIG.yaml")
+    add_wait_option(apply)
     apply.set_defaults(run=run_apply)
 
     commands.add_parser("sweep", help=run_sweep.__doc__).set_defaults(run=run_sweep)

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from infra.kafka import make_producer
 from infra.settings import Settings
+from rules.ruleset import Pair
 from schemas.common import new_event_id, utc_now
-from schemas.config import CONFIG_KEY, ConfigConfirmed
-from workers.admin import find_conflicts, near_misses_of, preview_config
+from schemas.config import ConfigConfirmed
+from workers.admin import (
+    PairPreview,
+    find_conflicts,
+    near_misses_of,
+    preview_config,
+)
 from workers.config_file import load_config_file
-from workers.publishing import publish_events
+from workers.config_outcome import EXIT_STATUS, describe_outcome, publish_config
+from workers.errors import WorkerError
 from workers.runtime import build_engine, open_store, running_stack_settings
 
 logger = logging.getLogger(__name__)
@@ -32,6 +39,10 @@ def run_preview(settings: Settings, args: argparse.Namespace) -> int:
     settings = running_stack_settings(settings)
     store = open_store(settings)
     try:
+        with store.transaction() as tx:
+            store_counts: dict[str, int] = Counter()
+            for (program_id, _), count in tx.membership_counts().items():
+                store_counts[program_id] += count
         previews = preview_config(build_engine(settings, store), config)
     finally:
         store.close()
@@ -51,7 +62,32 @@ def run_preview(settings: Settings, args: argparse.Namespace) -> int:
             _people(preview.removed),
         )
     console.print(table)
+    held = would_be_held(settings, store_counts, previews)
+    if held:
+        console.print(
+            f"publishing it would be held for confirmation: it would remove {held}"
+        )
     return 0
+
+
+def would_be_held(
+    settings: Settings,
+    members: dict[str, int],
+    previews: dict[Pair, PairPreview],
+) -> str:
+    """Say which programs would trip the blast-radius guard, or ""."""
+    worker = settings.worker
+    removals: Counter[str] = Counter()
+    for (program_id, _), preview in previews.items():
+        removals[program_id] += len(preview.removed)
+    tripped = [
+        f"{removed} of {members.get(program_id, 0)} members of {program_id}"
+        for program_id, removed in sorted(removals.items())
+        if removed >= worker.blast_radius_min_removals
+        and removed > worker.blast_radius_share * members.get(program_id, 0)
+        and worker.blast_radius_share < 1
+    ]
+    return ", ".join(tripped)
 
 
 def run_conflicts(settings: Settings, args: argparse.Namespace) -> int:
@@ -123,7 +159,9 @@ def run_held(settings: Settings, args: argparse.Namespace) -> int:
         console.print("no config change is held")
         return 0
     table = Table(title="config changes waiting for `mentorflow confirm EVENT_ID`")
-    for column in ("event id", "held at", "would remove"):
+    # Event ids are for copying into `mentorflow confirm`: never cut them.
+    table.add_column("event id", no_wrap=True, overflow="fold")
+    for column in ("held at", "would remove"):
         table.add_column(column)
     for event_id, report, held_at in held:
         removals = ", ".join(
@@ -138,18 +176,37 @@ def run_held(settings: Settings, args: argparse.Namespace) -> int:
 def run_confirm(settings: Settings, args: argparse.Namespace) -> int:
     """Confirm a held config change, so that the worker applies it."""
     settings = running_stack_settings(settings)
-    confirmation = ConfigConfirmed(
-        event_id=new_event_id(), occurred_at=utc_now(), held_event_id=args.event_id
-    )
-    producer = make_producer(settings.kafka)
+    store = open_store(settings)
     try:
-        publish_events(
-            producer, settings.kafka.config_topic, [(CONFIG_KEY, confirmation)]
+        with store.transaction() as tx:
+            held = [event_id for event_id, _, _ in tx.held_configs()]
+        if args.event_id not in held:
+            listed = ", ".join(held) or "none"
+            raise WorkerError(
+                f"no held config change {args.event_id!r}; held now: {listed}"
+            )
+        confirmation = ConfigConfirmed(
+            event_id=new_event_id(), occurred_at=utc_now(), held_event_id=args.event_id
         )
+        outcome = publish_config(settings, store, confirmation, args.wait_s)
     finally:
-        producer.close()
-    console.print(f"confirmed {args.event_id}; the worker applies it next")
-    return 0
+        store.close()
+    what = f"held change {args.event_id}"
+    console.print(
+        describe_outcome(outcome, confirmation.event_id, what), highlight=False
+    )
+    return EXIT_STATUS[outcome.kind]
+
+
+def add_wait_option(parser: argparse.ArgumentParser) -> None:
+    """Add --wait-s: how long to wait for the worker's verdict."""
+    parser.add_argument(
+        "--wait-s",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the worker to apply, hold or reject it"
+        " (default 30; 0 returns at once)",
+    )
 
 
 def add_admin_commands(
@@ -171,6 +228,7 @@ def add_admin_commands(
 
     confirm = commands.add_parser("confirm", help=run_confirm.__doc__)
     confirm.add_argument("event_id", metavar="EVENT_ID")
+    add_wait_option(confirm)
     confirm.set_defaults(run=run_confirm)
 
 

@@ -722,9 +722,7 @@ class Engine:
     ) -> DeadLetter:
         """Return the dead letter of a record; its id derives from the position."""
         return DeadLetter(
-            event_id=derive_event_id(
-                "dead-letter", source.topic, source.partition, source.offset
-            ),
+            event_id=dead_letter_id(source),
             occurred_at=self.clock.now(),
             error=error,
             source_topic=source.topic,
@@ -761,6 +759,11 @@ def _log_dead_letter(source: SourcePosition, raw: bytes, outcome: Outcome) -> No
             len(raw),
             error,
         )
+
+
+def dead_letter_id(source: SourcePosition) -> str:
+    """The id of the dead letter of the record at this position."""
+    return derive_event_id("dead-letter", source.topic, source.partition, source.offset)
 
 
 def _claimed_event_id(raw: bytes) -> str | None:

@@ -102,22 +102,31 @@ def test_preview_conflicts_and_a_held_change_confirmed(
     assert "guild" in preview.stdout and "p0, p1, p2" in preview.stdout
     assert members(store) == []
 
-    assert cli_factory("apply", str(add_all)).returncode == 0
+    applied = cli_factory("apply", str(add_all))
+    assert applied.returncode == 0, applied.stderr
+    assert "applied 1 programs, 2 segments and 1 rules" in applied.stdout
     wait_for(lambda: len(members(store)) == 8)
 
     preview = cli_factory("preview", str(remove_ops))
     assert "p0, p1, p2, p3, p4, p5" in preview.stdout
+    assert "would be held for confirmation" in preview.stdout
 
-    # Six of eight would go: over half, so the change is held.
-    assert cli_factory("apply", str(remove_ops)).returncode == 0
-    wait_for(lambda: bool(held_configs(store)))
+    # Six of eight would go: over half, so the change is held, and apply says so.
+    held_apply = cli_factory("apply", str(remove_ops))
+    assert held_apply.returncode == 4, held_apply.stdout
+    ((event_id, _, _),) = held_configs(store)
+    assert f"mentorflow confirm {event_id}" in held_apply.stdout.replace("\n", "")
     held = cli_factory("held")
     assert "6 of 8 in guild" in held.stdout, held.stdout
+    assert event_id in held.stdout.replace("\n", "").replace("│", "").replace(" ", "")
     assert len(members(store)) == 8
-    ((event_id, _, _),) = held_configs(store)
 
-    assert cli_factory("confirm", event_id).returncode == 0
-    wait_for(lambda: members(store) == ["p6", "p7"])
+    wrong = cli_factory("confirm", "no-such-event")
+    assert wrong.returncode == 1
+    assert "no held config change 'no-such-event'" in wrong.stderr
+    confirmed = cli_factory("confirm", event_id)
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+    assert members(store) == ["p6", "p7"]
     assert "no config change is held" in cli_factory("held").stdout
 
     near = cli_factory("near-misses", "ops")
