@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -24,6 +27,20 @@ class PostgresSettings(BaseSettings):
         description="postgresql:// URL; sslmode and sslrootcert go in its query",
     )
     pool_size: int = Field(default=4, ge=1, le=64)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        if not text.startswith(("postgresql://", "postgres://")) and "=" not in text:
+            raise ValueError(
+                "expected a URL like postgresql://user:password@host:5432/db"
+                " (or a key=value connection string)"
+            )
+        return value
+
     connect_timeout_s: float = Field(default=10.0, gt=0)
 
 
@@ -132,6 +149,40 @@ class WorkerSettings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The business time zone."""
         return ZoneInfo(self.business_timezone)
+
+
+SECTIONS: tuple[tuple[str, type[BaseSettings]], ...] = (
+    ("MENTORFLOW_POSTGRES_", PostgresSettings),
+    ("MENTORFLOW_KAFKA_", KafkaSettings),
+    ("MENTORFLOW_", WorkerSettings),
+)
+
+
+def known_variables() -> set[str]:
+    """Every environment variable a setting reads."""
+    names = set()
+    for prefix, section in SECTIONS:
+        for field_name, field in section.model_fields.items():
+            names.add(f"{prefix}{field_name.upper()}")
+            if isinstance(field.validation_alias, AliasChoices):
+                names.update(str(choice) for choice in field.validation_alias.choices)
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Name each MENTORFLOW_ variable that no setting reads, with a likely fix.
+
+    A misspelt variable would otherwise be ignored without a word, and the
+    setting it meant would silently keep its default.
+    """
+    known = known_variables()
+    problems = []
+    for name in sorted(os.environ if environ is None else environ):
+        if name.startswith("MENTORFLOW_") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problems.append(f"{name} is not a mentorflow setting{hint}")
+    return problems
 
 
 class Settings:

@@ -20,7 +20,13 @@ from rich.table import Table
 from infra.kafka import ensure_topics, make_producer
 from infra.lag import LagReader, PartitionLag, total_lag
 from infra.logging import configure_logging, logging_config
-from infra.settings import KafkaSettings, PostgresSettings, Settings, WorkerSettings
+from infra.settings import (
+    KafkaSettings,
+    PostgresSettings,
+    Settings,
+    WorkerSettings,
+    unknown_variables,
+)
 from rules.explain import explain_person
 from schemas.errors import MentorflowError
 from schemas.export import export_json_schemas
@@ -67,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except ValidationError as error:
         print(_settings_problem(error), file=sys.stderr)
+        return 2
+    unknown = unknown_variables()
+    if unknown:
+        print(
+            "mentorflow: " + "\n  ".join(["invalid settings:", *unknown]),
+            file=sys.stderr,
+        )
         return 2
     if args.command != "worker":
         configure_logging(settings.worker.log_level, settings.worker.log_format)
@@ -606,9 +619,25 @@ def _settings_problem(error: ValidationError) -> str:
     prefix = prefixes.get(error.title, "")
     lines = ["mentorflow: invalid settings:"]
     for detail in error.errors(include_url=False):
-        name = prefix + "_".join(str(part) for part in detail["loc"]).upper()
-        lines.append(f"  {name}: {detail['msg']} (got {detail.get('input')!r})")
+        name = "_".join(str(part) for part in detail["loc"]).upper()
+        # A field read under an alias reports the variable's own name.
+        if not name.startswith(("MENTORFLOW_", "DATABASE_URL", "KAFKA_")):
+            name = prefix + name
+        hint = _FORMS.get(str(detail["type"]).split("_")[0], "")
+        # URLs and passwords may hold credentials: never echo them.
+        secret = "URL" in name or "PASSWORD" in name
+        got = "a value" if secret else repr(detail.get("input"))
+        lines.append(f"  {name}: {detail['msg']} (got {got}){hint}")
     return "\n".join(lines)
+
+
+# The expected form of a setting, by the kind of pydantic error it raised.
+_FORMS = {
+    "date": "; expected a date like 2018-06-30",
+    "int": "; expected a whole number",
+    "float": "; expected a number",
+    "bool": "; expected true or false",
+}
 
 
 if __name__ == "__main__":

@@ -126,12 +126,14 @@ def build_engine(settings: Settings, store: Store) -> Engine:
 def _require_both(settings: Settings) -> None:
     if settings.postgres.url is None:
         raise WorkerError(
-            "MENTORFLOW_KAFKA_BOOTSTRAP is set but MENTORFLOW_POSTGRES_URL is not;"
+            "a Kafka bootstrap is set (MENTORFLOW_KAFKA_BOOTSTRAP or KAFKA_BOOTSTRAP)"
+            " but no database (MENTORFLOW_POSTGRES_URL or DATABASE_URL);"
             " set both, or neither to use the embedded stack"
         )
     if settings.kafka.bootstrap is None:
         raise WorkerError(
-            "MENTORFLOW_POSTGRES_URL is set but MENTORFLOW_KAFKA_BOOTSTRAP is not;"
+            "a database is set (MENTORFLOW_POSTGRES_URL or DATABASE_URL) but no"
+            " Kafka bootstrap (MENTORFLOW_KAFKA_BOOTSTRAP or KAFKA_BOOTSTRAP);"
             " set both, or neither to use the embedded stack"
         )
 

@@ -14,7 +14,7 @@ fi
 role=mentorflow
 password=mentorflow
 database=mentorflow_test
-port=${MENTORFLOW_TEST_PG_PORT:-5432}
+port=${TEST_PG_PORT:-5432}
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
