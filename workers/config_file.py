@@ -15,7 +15,7 @@ from workers.errors import WorkerError
 
 
 class RuleEntry(FrozenModel):
-    """A rule as written in the file: its place in the list is its position."""
+    """A rule as written in the file, placed on the dashboard by its order."""
 
     rule_id: str = Field(min_length=1)
     action: RuleAction
@@ -24,6 +24,8 @@ class RuleEntry(FrozenModel):
     segment: str
     status: RuleStatus = RuleStatus.PUBLISHED
     name: str = ""
+    # Overrides the place in the list, to add rules without listing them all.
+    position: int | None = Field(default=None, ge=0)
 
 
 class ConfigFile(FrozenModel):
@@ -42,7 +44,9 @@ class ConfigFile(FrozenModel):
                 program_id=entry.program,
                 role=entry.role,
                 segment_id=entry.segment,
-                position=first_position + index,
+                position=(
+                    first_position + index if entry.position is None else entry.position
+                ),
                 status=entry.status,
                 name=entry.name,
             )
@@ -78,7 +82,21 @@ def load_config_file(path: Path) -> ConfigFile:
         )
         raise WorkerError(f"config file {path} is invalid: {problems}") from None
     _check_references(path, config)
+    _check_positions(path, config)
     return config
+
+
+def _check_positions(path: Path, config: ConfigFile) -> None:
+    holders: dict[int, str] = {}
+    for rule in config.to_rules():
+        if rule.status is not RuleStatus.PUBLISHED:
+            continue
+        other = holders.setdefault(rule.position, rule.rule_id)
+        if other != rule.rule_id:
+            raise WorkerError(
+                f"config file {path}: rules {other!r} and {rule.rule_id!r} both take"
+                f" dashboard position {rule.position}; give each its own"
+            )
 
 
 def _check_references(path: Path, config: ConfigFile) -> None:

@@ -188,3 +188,22 @@ def test_invalid_file_raises_worker_error_naming_the_file(
 def test_missing_file_raises_worker_error(tmp_path: Path) -> None:
     with pytest.raises(WorkerError, match=r"cannot read config file .*absent\.yaml"):
         load_config_file(tmp_path / "absent.yaml")
+
+
+def test_a_rule_may_give_its_position_and_two_published_rules_may_not_share_one(
+    tmp_path,
+):
+    text = """
+programs: [{program_id: p}]
+segments: [{segment_id: s, definition: {all: []}}]
+rules:
+  - {rule_id: a, action: add, program: p, role: mentor, segment: s, position: 10}
+  - {rule_id: b, action: add, program: p, role: mentee, segment: s}
+"""
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    assert [r.position for r in load_config_file(path).to_rules()] == [10, 1]
+
+    path.write_text(text.replace("position: 10", "position: 1"))
+    with pytest.raises(WorkerError, match="both take dashboard position 1"):
+        load_config_file(path)
