@@ -10,7 +10,7 @@ import matplotlib
 
 # No display on a bench machine: render straight to files.
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def draw(results: Path, out: Path) -> list[Path]:
@@ -43,7 +43,9 @@ def _sweep(data: dict[str, Any], path: Path) -> Path:
     axes.set_yscale("log")
     axes.set_xlabel("persons")
     axes.set_ylabel("seconds")
-    axes.set_title(f"sweep time, {data['rules']} rules over {data['programs']} programs")
+    axes.set_title(
+        f"sweep time, {data['rules']} rules over {data['programs']} programs"
+    )
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     figure.tight_layout()
@@ -65,9 +67,7 @@ def _latency(data: dict[str, Any], path: Path) -> Path:
     right.set_xscale("log")
     right.set_xlabel("ms (log)")
     right.set_ylabel("share of events at or below")
-    right.set_title(
-        f"p50 {latency['p50_ms']:.0f} ms, p99 {latency['p99_ms']:.0f} ms"
-    )
+    right.set_title(f"p50 {latency['p50_ms']:.0f} ms, p99 {latency['p99_ms']:.0f} ms")
     right.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)

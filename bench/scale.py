@@ -146,7 +146,7 @@ def _timed_sweep(url: str, work: Path) -> tuple[float, int]:
     return seconds, result.changes
 
 
-def _timed_peer(url: str) -> tuple[float | None, int | None]:
+def _timed_peer(url: str) -> tuple[float, int]:
     statement = population.peer_sql(TODAY)
     with psycopg.connect(url) as conn:
         started = time.perf_counter()
