@@ -41,7 +41,7 @@ def count_conflicts(
     """
     counts: Counter[RulePair] = Counter()
     for attributes in people:
-        in_segment = SegmentCache(ruleset.segments, attributes, today)
+        in_segment = SegmentCache(ruleset.predicates, attributes, today)
         for (program_id, role), rules in ruleset.by_pair.items():
             matched = [rule for rule in rules if in_segment(rule.segment_id)]
             adds = [rule for rule in matched if rule.action is RuleAction.ADD]

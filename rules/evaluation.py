@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from rules.aliases import NO_ALIASES, Aliases
+from rules.compiled import Predicate
 from rules.ruleset import ActiveRule, Pair, RuleSet
-from rules.segments import matches
 from schemas.membership import MembershipAction
 from schemas.segments import Role, RuleAction
 
@@ -68,24 +67,21 @@ class SegmentCache:
 
     def __init__(
         self,
-        segments: Mapping[str, Any],
+        predicates: Mapping[str, Predicate],
         attributes: Mapping[str, Any],
         today: date,
-        aliases: Mapping[str, Aliases] | None = None,
     ) -> None:
-        self._segments = segments
+        self._predicates = predicates
         self._attributes = attributes
         self._today = today
-        self._aliases = aliases or {}
         self._results: dict[str, bool] = {}
 
     def __call__(self, segment_id: str) -> bool:
         """Return whether the person is in the segment."""
         result = self._results.get(segment_id)
         if result is None:
-            definition = self._segments[segment_id]
-            aliases = self._aliases.get(segment_id, NO_ALIASES)
-            result = matches(definition, self._attributes, self._today, aliases)
+            in_segment = self._predicates[segment_id]
+            result = in_segment(self._attributes, self._today)
             self._results[segment_id] = result
         return result
 
@@ -98,7 +94,7 @@ def evaluate_person(
     pairs: Collection[Pair] | None = None,
 ) -> list[PairOutcome]:
     """Return the outcome of every (program, role) with rules, or of ``pairs``."""
-    in_segment = SegmentCache(ruleset.segments, attributes, today, ruleset.aliases)
+    in_segment = SegmentCache(ruleset.predicates, attributes, today)
     return [
         evaluate_pair(
             pair, ruleset.by_pair.get(pair, ()), in_segment, pair in memberships
@@ -115,17 +111,29 @@ def decide_person(
     today: date,
     pairs: Collection[Pair] | None = None,
 ) -> list[Decision]:
-    """Return the membership changes the published rules make for one person."""
+    """Return the membership changes the published rules make for one person.
+
+    The answer is evaluate_person's, reached with less work: the deciding rule
+    is the last match, so each pair's rules are tried from the last one back
+    and the first match ends the search.
+    """
+    in_segment = SegmentCache(ruleset.predicates, attributes, today)
     decisions = []
-    for outcome in evaluate_person(ruleset, attributes, memberships, today, pairs):
-        if not outcome.changed or outcome.deciding_rule is None:
+    for pair, newest_first in ruleset.newest_first:
+        if pairs is not None and pair not in pairs:
             continue
-        action = (
-            MembershipAction.ADDED if outcome.is_member else MembershipAction.REMOVED
+        deciding_rule = next(
+            (rule for rule in newest_first if in_segment(rule.segment_id)), None
         )
-        program_id, role = outcome.pair
+        if deciding_rule is None:
+            continue
+        is_member = deciding_rule.action is RuleAction.ADD
+        if is_member == (pair in memberships):
+            continue
+        action = MembershipAction.ADDED if is_member else MembershipAction.REMOVED
+        program_id, role = pair
         decisions.append(
-            Decision(program_id, role, person_id, action, outcome.deciding_rule.rule_id)
+            Decision(program_id, role, person_id, action, deciding_rule.rule_id)
         )
     return decisions
 

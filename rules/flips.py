@@ -25,11 +25,30 @@ def next_flip(
     answer, so the person needs no re-evaluation before it unless an event
     arrives.
     """
-    upcoming = [
-        day
+    return first_flip(time_relative_conditions(segments), attributes, today)
+
+
+def time_relative_conditions(segments: Iterable[SegmentNode]) -> tuple[Condition, ...]:
+    """The conditions of these segments that change with time, each once."""
+    found = {
+        (condition.attribute, condition.operator, condition.value): condition
         for segment in segments
         for condition in iter_conditions(segment)
         if condition.operator in _WINDOWS
+    }
+    return tuple(found.values())
+
+
+def first_flip(
+    conditions: Iterable[Condition], attributes: Mapping[str, Any], today: date
+) -> date | None:
+    """Return the first day after today on which one of these conditions changes.
+
+    The conditions are time-relative ones (see time_relative_conditions).
+    """
+    upcoming = [
+        day
+        for condition in conditions
         for day in _flip_days(condition, attributes)
         if day > today
     ]

@@ -5,10 +5,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from rules.aliases import NO_ALIASES, Aliases
+from rules.compiled import Predicate, compile_segment
 from rules.errors import RuleOrderError, RulesError
-from schemas.segments import Role, Rule, RuleAction, RuleStatus, Segment, SegmentNode
+from rules.flips import time_relative_conditions
+from schemas.segments import (
+    Condition,
+    Role,
+    Rule,
+    RuleAction,
+    RuleStatus,
+    Segment,
+    SegmentNode,
+)
 
 Pair = tuple[str, Role]
 
@@ -101,6 +112,32 @@ class RuleSet:
             for found in self.by_pair.values()
             for rule in found
         }
+
+    # A rule set is built once a config version and then asked about every
+    # person, so what each question needs is prepared once, on first use.
+
+    @cached_property
+    def predicates(self) -> Mapping[str, Predicate]:
+        """Every segment compiled, with its aliases, by segment id."""
+        return {
+            segment_id: compile_segment(definition, self.aliases_of(segment_id))
+            for segment_id, definition in self.segments.items()
+        }
+
+    @cached_property
+    def newest_first(self) -> tuple[tuple[Pair, tuple[ActiveRule, ...]], ...]:
+        """Each pair, sorted, with its rules from last to first in dashboard order.
+
+        The first of them whose segment holds a person is the deciding rule.
+        """
+        return tuple(
+            (pair, tuple(reversed(self.by_pair[pair]))) for pair in sorted(self.by_pair)
+        )
+
+    @cached_property
+    def timed_conditions(self) -> tuple[Condition, ...]:
+        """The time-relative conditions of the used segments, each once."""
+        return time_relative_conditions(self.used_segments.values())
 
 
 def check_positions_unique(rules: Iterable[Rule]) -> None:

@@ -51,7 +51,7 @@ def condition_matches(
     aliases: Aliases | Mapping[str, str] | None = None,
 ) -> bool:
     """Return whether one condition holds for these attributes today."""
-    positive, negated = _POSITIVE_FORM.get(
+    positive, negated = POSITIVE_FORM.get(
         condition.operator, (condition.operator, False)
     )
     actual = attributes.get(condition.attribute)
@@ -204,7 +204,7 @@ _CHECKS: dict[Operator, Check] = {
 }
 
 # Each negative operator is exactly the negation of a positive one.
-_POSITIVE_FORM: dict[Operator, tuple[Operator, bool]] = {
+POSITIVE_FORM: dict[Operator, tuple[Operator, bool]] = {
     Operator.NE: (Operator.EQ, True),
     Operator.NOT_IN: (Operator.IN, True),
     Operator.NOT_CONTAINS: (Operator.CONTAINS, True),

@@ -21,7 +21,7 @@ import psycopg
 from infra import bulk
 from infra.store import SourcePosition
 from rules.evaluation import Decision, decide_departure, decide_person
-from rules.flips import next_flip
+from rules.flips import first_flip
 from rules.person_state import PersonState, apply_event
 from rules.ruleset import Pair, RuleSet
 from rules.search import search_document
@@ -64,7 +64,7 @@ def flip_day(ruleset: RuleSet, state: PersonState, today: date) -> date | None:
     """Return the next day a person's segment outcomes can change, if any."""
     if not state.is_active:
         return None
-    return next_flip(ruleset.used_segments.values(), state.attributes, today)
+    return first_flip(ruleset.timed_conditions, state.attributes, today)
 
 
 def hold_until(event: PersonEvent, today: date) -> date | None:
