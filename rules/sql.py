@@ -9,6 +9,7 @@ names and values always travel as parameters (``%s``), never in the SQL text.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,8 +111,44 @@ class _Compiler:
 
     def condition(self, condition: Condition) -> str:
         positive = _NEGATIVE.get(condition.operator, condition.operator)
+        hint = self.index_hint(positive, condition)
         held = f"COALESCE({self.positive(positive, condition)}, FALSE)"
+        if hint is not None:
+            held = f"({hint} AND {held})"
         return f"(NOT {held})" if positive is not condition.operator else held
+
+    def index_hint(self, operator: Operator, condition: Condition) -> str | None:
+        """A containment test the GIN index on search answers, or None.
+
+        Every person the condition holds for passes the test, so adding it
+        changes no answer. It lets PostgreSQL fetch the few candidates through
+        the index instead of evaluating the segment for every person. Aliased
+        texts are computed in the query, not stored, so they get no hint.
+        """
+        if self.aliases:
+            return None
+        value: Any = condition.value
+        if operator is Operator.EQ:
+            options = [value]
+            key = TEXT
+        elif operator is Operator.IN:
+            options = value
+            key = TEXT
+        elif operator is Operator.INCLUDES:
+            options = [value]
+            key = ITEMS
+        else:
+            return None
+        texts = [comparable_text(option, self.aliases) for option in options]
+        known = sorted({text for text in texts if text is not None})
+        if not known:
+            return None
+        tests = []
+        for text in known:
+            stored = [text] if key == ITEMS else text
+            document = json.dumps({condition.attribute: {key: stored}})
+            tests.append(f"({self.table}.search @> {self.param(document, 'jsonb')})")
+        return tests[0] if len(tests) == 1 else "(" + " OR ".join(tests) + ")"
 
     def positive(self, operator: Operator, condition: Condition) -> str:
         """The check of a positive operator: true, false or NULL if unknown."""

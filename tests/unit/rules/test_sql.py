@@ -134,3 +134,23 @@ def test_no_alias_function_without_aliases() -> None:
 def test_table_alias_must_be_a_plain_identifier(table: str) -> None:
     with pytest.raises(ValueError, match="plain identifier"):
         compile_segment(all_of(), TODAY, table=table)
+
+
+def test_equality_membership_and_list_conditions_carry_an_index_hint() -> None:
+    equality = compile_segment(cond("dept", "eq", " IT "), TODAY)
+    assert equality.sql.startswith("((p.search @> %s::jsonb) AND COALESCE(")
+    assert equality.params[0] == '{"dept": {"t": "it"}}'
+
+    membership = compile_segment(cond("dept", "in", ["IT", "it", ["x"]]), TODAY)
+    assert membership.params[0] == '{"dept": {"t": "it"}}'
+    assert membership.sql.count("@>") == 1
+
+    listed = compile_segment(cond("skills", "includes", "SQL"), TODAY)
+    assert listed.params[0] == '{"skills": {"i": ["sql"]}}'
+
+
+def test_no_index_hint_where_the_index_cannot_answer() -> None:
+    assert "@>" not in compile_segment(cond("title", "contains", "lead"), TODAY).sql
+    assert "@>" not in compile_segment(cond("level", "gte", 3), TODAY).sql
+    aliased = compile_segment(cond("title", "eq", "Sr."), TODAY, {"Sr.": "Senior"})
+    assert "@>" not in aliased.sql
