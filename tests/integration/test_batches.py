@@ -7,16 +7,19 @@ import itertools
 import json
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from infra import bulk
 from infra.database import open_pool
 from infra.settings import KafkaSettings, Settings
 from infra.store import SourcePosition, Store
-from rules.person_state import PersonState
+from rules.person_state import PersonState, PersonStatus
+from rules.search import search_document
 from schemas.common import EventBase, new_event_id
 from schemas.config import CONFIG_KEY
 from schemas.person import PersonHired, PersonUpdated
@@ -100,10 +103,9 @@ def outbox_by_person(store: Store) -> dict[str, list[str]]:
         rows = tx.fetch_outbox(100_000)
     order: dict[str, list[str]] = {}
     for row in rows:
-        if "person_id" in row.payload:
-            order.setdefault(row.payload["person_id"], []).append(
-                row.payload["event_id"]
-            )
+        event = row.decoded()
+        if "person_id" in event:
+            order.setdefault(event["person_id"], []).append(event["event_id"])
     return order
 
 
@@ -199,7 +201,7 @@ def test_a_person_s_events_apply_in_order_within_one_batch(store):
 
     assert kinds == ["applied", "applied", "applied", "stale", "applied", "applied"]
     with store.transaction() as tx:
-        payloads = [row.payload for row in tx.fetch_outbox(100)]
+        payloads = [row.decoded() for row in tx.fetch_outbox(100)]
         members = {
             (m.role.value, m.person_id, m.decided_by) for m in tx.members("guild")
         }
@@ -252,6 +254,128 @@ def test_a_batch_that_fails_falls_back_and_dead_letters_only_the_poisoned_record
     state = snapshot(store)
     assert {m[2] for m in state["members"]} == {"p1", "p2"}
     assert [row[0] for row in state["outbox"]].count("mentorflow.dead-letter") == 1
+
+
+PARIS = ZoneInfo("Europe/Paris")
+# Offsets of every sign, a zone on both sides of its DST changes, microseconds.
+INSTANTS = [
+    datetime(2024, 5, 1, 8, 30, 0, 123456, tzinfo=UTC),
+    datetime(2024, 5, 1, 8, 30, 0, 1, tzinfo=timezone(timedelta(hours=5, minutes=45))),
+    datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-3))),
+    datetime(2024, 3, 31, 1, 59, 59, 999999, tzinfo=PARIS),
+    datetime(2024, 10, 27, 2, 30, tzinfo=PARIS, fold=1),
+]
+AWKWARD = {
+    "name": 'Zoë "Q" \\ \' \u2028 \U0001f600 \n',
+    "level": 3,
+    "ratio": 0.1,
+    "big": 2**70,
+    "flags": [True, False, None],
+    "nested": {"a": [1, "2", {"b": []}]},
+    "": "",
+}
+
+
+def test_bulk_writes_store_exactly_what_they_were_given(store):
+    states = [
+        PersonState(
+            f"p-{i}", {**AWKWARD, "i": i}, PersonStatus.ACTIVE, at, f"e'{i}\"\\"
+        )
+        for i, at in enumerate(INSTANTS)
+    ]
+    searches = [search_document(state.attributes) for state in states]
+    members = [
+        bulk.MembershipRow("prog-é", "mentor", state.person_id, "rule", "r", "c", at)
+        for state, at in zip(states, reversed(INSTANTS), strict=True)
+    ]
+    held = [
+        bulk.HeldEntry("h1", "p-0", date(1, 1, 1), {"attributes": AWKWARD}),
+        bulk.HeldEntry("h2", "p-1", date(9999, 12, 31), {"x": [None]}),
+    ]
+    with store.transaction() as tx:
+        bulk.save_persons(tx.conn, states, searches)
+        bulk.upsert_memberships(tx.conn, members)
+        bulk.hold_events(tx.conn, held)
+
+    with store.transaction() as tx:
+        locked = bulk.lock_persons(tx.conn, [s.person_id for s in states] + ["x"])
+        assert [in_utc(locked[s.person_id]) for s in states] == list(
+            map(in_utc, states)
+        )
+        for state, search in zip(states, searches, strict=True):
+            # The jsonb that json.dumps text cast to jsonb gives, key order aside.
+            same = tx.conn.execute(
+                "SELECT attributes = %s::jsonb AND search = %s::jsonb"
+                " AND version_at = %s FROM persons WHERE person_id = %s",
+                (
+                    json.dumps(dict(state.attributes)),
+                    json.dumps(search),
+                    state.version_at,
+                    state.person_id,
+                ),
+            ).fetchone()
+            assert same == (True,)
+        stored = tx.conn.execute(
+            "SELECT program_id, role, person_id, source, decided_by, cause_event_id,"
+            " added_at FROM memberships ORDER BY person_id"
+        ).fetchall()
+        assert [in_utc(bulk.MembershipRow(*row)) for row in stored] == list(
+            map(in_utc, members)
+        )
+        assert tx.conn.execute(
+            "SELECT event_id, person_id, due_on, event = %s::jsonb"
+            " FROM held_events ORDER BY event_id",
+            (json.dumps(held[0].event),),
+        ).fetchall() == [
+            ("h1", "p-0", date(1, 1, 1), True),
+            ("h2", "p-1", date(9999, 12, 31), False),
+        ]
+
+
+def test_bulk_upserts_overwrite_deletes_remove_and_held_events_stay(store):
+    at = INSTANTS[1]
+    row = bulk.MembershipRow("g", "mentee", "p1", "rule", "r1", "c1", at)
+    with store.transaction() as tx:
+        bulk.upsert_memberships(
+            tx.conn,
+            [row, bulk.MembershipRow("g", "mentor", "p1", "rule", "r", "c", at)],
+        )
+        bulk.hold_events(tx.conn, [bulk.HeldEntry("h", "p1", date(2030, 1, 2), {})])
+        bulk.set_timers(tx.conn, [("p1", date(2030, 1, 1)), ("p2", date(2030, 1, 2))])
+        bulk.mark_processed(
+            tx.conn, [bulk.ProcessedEntry("e\"1'", "t", 0, 1, "applied")]
+        )
+
+    again = bulk.MembershipRow("g", "mentee", "p1", "manual", "ops", "c2", INSTANTS[0])
+    with store.transaction() as tx:
+        bulk.upsert_memberships(tx.conn, [again])
+        bulk.delete_memberships(tx.conn, [("g", "mentor", "p1"), ("g", "mentor", "p9")])
+        bulk.hold_events(
+            tx.conn, [bulk.HeldEntry("h", "p9", date(2031, 1, 1), {"a": 1})]
+        )
+        bulk.set_timers(
+            tx.conn, [("p1", None), ("p2", date(2031, 1, 1)), ("p3", date(2032, 1, 1))]
+        )
+        bulk.set_timers(tx.conn, [])
+        seen = bulk.processed_ids(tx.conn, {"e\"1'", "e2"})
+
+    assert seen == {"e\"1'"}
+    state = snapshot(store)
+    assert state["members"] == [("g", "mentee", "p1", "manual", "ops", "c2")]
+    assert state["held"] == [("h", "p1", date(2030, 1, 2))]
+    assert state["timers"] == [("p2", date(2031, 1, 1)), ("p3", date(2032, 1, 1))]
+    with store.transaction() as tx:
+        assert tx.conn.execute("SELECT added_at FROM memberships").fetchall() == [
+            (INSTANTS[0],)
+        ]
+
+
+def in_utc(row: Any) -> Any:
+    """The row with its instant in UTC: Python never finds two instants of
+    different zones equal when one falls in a repeated hour (PEP 495)."""
+    if isinstance(row, PersonState):
+        return replace(row, version_at=row.version_at.astimezone(UTC))
+    return replace(row, added_at=row.added_at.astimezone(UTC))
 
 
 def hire(person_id: str, at: int = 1, **attributes: Any) -> PersonHired:
