@@ -106,6 +106,8 @@ class WorkerSettings(BaseSettings):
     )
     sweep_interval_s: float = Field(default=3600.0, gt=0)
     relay_interval_s: float = Field(default=0.2, gt=0)
+    # Outbox rows published, and acknowledged by the broker, per transaction.
+    relay_batch_size: int = Field(default=2000, ge=1, le=100_000)
     max_event_bytes: int = Field(default=1_000_000, ge=1024)
     data_dir: Path = Path(".mentorflow")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

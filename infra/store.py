@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -72,7 +73,14 @@ class OutboxRow:
     id: int
     topic: str
     key: str | None
-    payload: dict[str, Any]
+    # The event's JSON as stored, published as it is: decoding and encoding
+    # it again would cost the relay more than sending it.
+    payload: bytes
+
+    def decoded(self) -> dict[str, Any]:
+        """The event as a JSON object."""
+        data: dict[str, Any] = json.loads(self.payload)
+        return data
 
 
 class Store:
@@ -652,7 +660,8 @@ class StoreTransaction:
     def fetch_outbox(self, limit: int) -> list[OutboxRow]:
         """Return the oldest unpublished events, in the order they were written."""
         rows = self.conn.execute(
-            "SELECT id, topic, key, payload FROM outbox ORDER BY id LIMIT %s",
+            "SELECT id, topic, key, convert_to(payload::text, 'UTF8') FROM outbox"
+            " ORDER BY id LIMIT %s",
             (limit,),
         ).fetchall()
         return [OutboxRow(*row) for row in rows]

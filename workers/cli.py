@@ -177,7 +177,7 @@ def _run_worker(settings: Settings) -> int:
     ensure_topics(settings.kafka)
     engine = build_engine(settings, store)
     producer = _relay_producer(settings)
-    relay = OutboxRelay(store, producer)
+    relay = OutboxRelay(store, producer, settings.worker.relay_batch_size)
     lag_reader = LagReader.for_worker(settings.kafka)
     app = build_app(settings, engine, relay, WorkerMetrics(), lag_reader)
     worker = faust.Worker(
@@ -202,8 +202,12 @@ def _run_worker(settings: Settings) -> int:
 def _relay_producer(settings: Settings) -> Any:
     # Without idempotence, one request in flight keeps retried batches in order.
     in_flight = 5 if settings.kafka.idempotent_producer else 1
+    # Large batches: the relay sends thousands of small events at a time, and
+    # every new batch costs the producer a wake-up of its sender thread.
     return make_producer(
-        settings.kafka, max_in_flight_requests_per_connection=in_flight
+        settings.kafka,
+        max_in_flight_requests_per_connection=in_flight,
+        batch_size=256 * 1024,
     )
 
 
@@ -222,7 +226,7 @@ def run_relay(settings: Settings, args: argparse.Namespace) -> int:
         signal.signal(stop_signal, request_stop)
     logger.info("relay started interval_s=%s", settings.worker.relay_interval_s)
     try:
-        relay = OutboxRelay(store, producer)
+        relay = OutboxRelay(store, producer, settings.worker.relay_batch_size)
         published = relay_until_stopped(relay, stop, settings.worker.relay_interval_s)
     finally:
         producer.close()

@@ -106,7 +106,7 @@ def members(store: Store) -> dict[str, str]:
 
 def outbox(store: Store) -> list[dict[str, Any]]:
     with store.transaction() as tx:
-        return [row.payload for row in tx.fetch_outbox(1000)]
+        return [row.decoded() for row in tx.fetch_outbox(1000)]
 
 
 def hire(person_id: str, hired_on: date = HIRED_ON, **attributes: Any) -> PersonHired:
