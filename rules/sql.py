@@ -99,23 +99,33 @@ class _Compiler:
         self.params.append(value)
         return f"%s::{sql_type}"
 
-    def node(self, node: SegmentNode) -> str:
+    def node(self, node: SegmentNode, negated: bool = False) -> str:
+        """The expression of node; negated says an odd number of NOTs enclose it."""
         if isinstance(node, AllGroup):
-            parts = [self.node(child) for child in node.all]
+            parts = [self.node(child, negated) for child in node.all]
             return "(" + " AND ".join(parts) + ")" if parts else "TRUE"
         if isinstance(node, AnyGroup):
-            return "(" + " OR ".join(self.node(child) for child in node.any) + ")"
+            parts = [self.node(child, negated) for child in node.any]
+            return "(" + " OR ".join(parts) + ")"
         if isinstance(node, NotGroup):
-            return f"(NOT {self.node(node.not_)})"
-        return self.condition(node)
+            return f"(NOT {self.node(node.not_, not negated)})"
+        return self.condition(node, negated)
 
-    def condition(self, condition: Condition) -> str:
+    def condition(self, condition: Condition, negated: bool) -> str:
         positive = _NEGATIVE.get(condition.operator, condition.operator)
-        hint = self.index_hint(positive, condition)
+        is_negative = positive is not condition.operator
+
+        # Under an odd number of NOTs the hint becomes NOT of a containment test,
+        # which the index cannot answer: it would only add a test on every row.
+        # The hint is taken first, as its placeholders come first in the text.
+        hint: str | None = None
+        if is_negative == negated:
+            hint = self.index_hint(positive, condition)
         held = f"COALESCE({self.positive(positive, condition)}, FALSE)"
         if hint is not None:
             held = f"({hint} AND {held})"
-        return f"(NOT {held})" if positive is not condition.operator else held
+
+        return f"(NOT {held})" if is_negative else held
 
     def index_hint(self, operator: Operator, condition: Condition) -> str | None:
         """A containment test the GIN index on search answers, or None.

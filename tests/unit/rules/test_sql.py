@@ -13,7 +13,7 @@ import pytest
 
 from rules.aliases import SQL_FUNCTION
 from rules.sql import compile_segment
-from schemas.segments import Operator
+from schemas.segments import Operator, SegmentNode
 from tests.unit.factories import TODAY, all_of, any_of, cond, not_
 
 HOSTILE = "x'); DROP TABLE persons; --"
@@ -76,8 +76,13 @@ def test_negative_operator_is_not_of_its_positive_form(
     value = VALUE_FOR[positive]
     held = compile_segment(cond("x", positive, value), TODAY)
     negated = compile_segment(cond("x", negative, value), TODAY)
-    assert negated.sql == f"(NOT {held.sql})"
-    assert negated.params == held.params
+
+    # The positive form may open with an index hint, which the negation drops.
+    check_at = held.sql.index("COALESCE(")
+    hint_params = held.sql[:check_at].count("%s")
+    check = held.sql[check_at:-1] if hint_params else held.sql
+    assert negated.sql == f"(NOT {check})"
+    assert negated.params == held.params[hint_params:]
 
 
 def test_today_is_a_parameter_so_the_sql_text_does_not_change_with_it() -> None:
@@ -147,6 +152,54 @@ def test_equality_membership_and_list_conditions_carry_an_index_hint() -> None:
 
     listed = compile_segment(cond("skills", "includes", "SQL"), TODAY)
     assert listed.params[0] == '{"skills": {"i": ["sql"]}}'
+
+
+@pytest.mark.parametrize(
+    ("operator", "value"),
+    [
+        (Operator.NE, "IT"),
+        (Operator.NOT_IN, ["IT", "HR"]),
+        (Operator.EXCLUDES, "SQL"),
+    ],
+)
+def test_negated_conditions_carry_no_index_hint(operator: Operator, value: Any) -> None:
+    compiled = compile_segment(cond("dept", operator, value), TODAY)
+
+    assert "@>" not in compiled.sql
+    assert compiled.sql.startswith("(NOT COALESCE(")
+    assert not any(isinstance(param, str) and "{" in param for param in compiled.params)
+
+
+@pytest.mark.parametrize("operator", [Operator.EQ, Operator.IN, Operator.INCLUDES])
+def test_conditions_under_a_not_group_carry_no_index_hint(operator: Operator) -> None:
+    value = ["IT"] if operator is Operator.IN else "IT"
+    negated = not_(all_of(cond("dept", operator, value), cond("level", "gte", 3)))
+
+    assert "@>" not in compile_segment(negated, TODAY).sql
+    assert "@>" in compile_segment(not_(negated), TODAY).sql
+
+
+@pytest.mark.parametrize(
+    ("segment", "hints"),
+    [
+        (not_(cond("dept", "ne", "IT")), 1),
+        (not_(not_(cond("dept", "eq", "IT"))), 1),
+        (not_(not_(cond("dept", "ne", "IT"))), 0),
+        (all_of(cond("dept", "eq", "IT"), not_(cond("skills", "includes", "SQL"))), 1),
+        (any_of(cond("dept", "in", ["IT", "HR"]), cond("dept", "not_in", ["x"])), 2),
+    ],
+)
+def test_index_hints_follow_the_polarity_of_the_whole_segment(
+    segment: SegmentNode, hints: int
+) -> None:
+    compiled = compile_segment(segment, TODAY)
+
+    assert compiled.sql.count("@>") == hints
+    # Each containment test's placeholder, and no other, takes a document.
+    texts_before = compiled.sql.split("%s")[:-1]
+    for text_before, param in zip(texts_before, compiled.params, strict=True):
+        is_document = isinstance(param, str) and param.startswith("{")
+        assert text_before.endswith("p.search @> ") is is_document
 
 
 def test_no_index_hint_where_the_index_cannot_answer() -> None:
