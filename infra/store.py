@@ -523,17 +523,39 @@ class StoreTransaction:
             (event_id, person_id, due_on, Jsonb(event)),
         )
 
-    def take_due_events(self, today: date, limit: int) -> list[dict[str, Any]]:
-        """Remove and return the held events due by today, oldest date first."""
+    def persons_with_due_events(self, today: date, limit: int) -> list[str]:
+        """Return up to limit persons with held events due by today, oldest first.
+
+        Nothing is locked: the caller locks the persons, then takes their events.
+        """
         rows = self.conn.execute(
-            "DELETE FROM held_events WHERE event_id IN ("
-            " SELECT event_id FROM held_events WHERE due_on <= %s"
-            " ORDER BY due_on, held_at LIMIT %s FOR UPDATE SKIP LOCKED)"
-            " RETURNING event, due_on, held_at",
+            "SELECT person_id FROM held_events WHERE due_on <= %s"
+            " GROUP BY person_id ORDER BY min(due_on), person_id LIMIT %s",
             (today, limit),
         ).fetchall()
-        rows.sort(key=lambda row: (row[1], row[2]))
         return [row[0] for row in rows]
+
+    def take_due_events(
+        self, today: date, person_ids: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Remove and return every held event of these persons due by today.
+
+        An event that another transaction took meanwhile is left out.
+        """
+        # Locked in one order, so that two workers releasing persons who have no
+        # record yet (a future-dated hire) cannot deadlock on their events.
+        rows = self.conn.execute(
+            "DELETE FROM held_events WHERE event_id IN ("
+            " SELECT event_id FROM held_events"
+            " WHERE person_id = ANY(%s) AND due_on <= %s"
+            " ORDER BY person_id, event_id FOR UPDATE)"
+            " RETURNING person_id, event",
+            (list(person_ids), today),
+        ).fetchall()
+        taken: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for person_id, event in rows:
+            taken[person_id].append(event)
+        return dict(taken)
 
     # -- timers ---------------------------------------------------------------
 
@@ -565,12 +587,31 @@ class StoreTransaction:
                 due,
             )
 
-    def due_timers(self, today: date, limit: int) -> list[tuple[str, date]]:
-        """Return persons whose timer is due by today, locking them, oldest first."""
+    def persons_with_due_timers(self, today: date, limit: int) -> list[str]:
+        """Return up to limit persons whose timer is due by today, oldest first.
+
+        Nothing is locked: the caller locks the persons, then lock_due_timers.
+        """
         rows = self.conn.execute(
-            "SELECT person_id, due_on FROM person_timers WHERE due_on <= %s"
-            " ORDER BY due_on, person_id LIMIT %s FOR UPDATE SKIP LOCKED",
+            "SELECT person_id FROM person_timers WHERE due_on <= %s"
+            " ORDER BY due_on, person_id LIMIT %s",
             (today, limit),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def lock_due_timers(
+        self, today: date, person_ids: Sequence[str]
+    ) -> list[tuple[str, date]]:
+        """Lock and return the timers of these persons still due by today.
+
+        In person_id order; a timer that another transaction moved on meanwhile
+        is left out.
+        """
+        rows = self.conn.execute(
+            "SELECT person_id, due_on FROM person_timers"
+            " WHERE person_id = ANY(%s) AND due_on <= %s"
+            " ORDER BY person_id FOR UPDATE",
+            (list(person_ids), today),
         ).fetchall()
         return [(person_id, due_on) for person_id, due_on in rows]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -85,21 +85,44 @@ def effective_date(event: PersonEvent) -> date | None:
     return event.effective_at
 
 
-def as_released(event: PersonEvent, zone: ZoneInfo) -> PersonEvent:
-    """Return a held event as it applies on its effective date.
+def as_released(events: Iterable[PersonEvent], zone: ZoneInfo) -> list[PersonEvent]:
+    """Return one person's held events, released together, as they must apply.
 
-    A change written before its effective date takes effect on that date: it
-    must not lose, as stale, to an update that was written after it but took
-    effect before it. So for last-writer-wins it counts as written at the start
-    of its effective day, in the business time zone.
+    They apply in the order (effective date, occurred_at, event_id). For
+    last-writer-wins each counts as written at the start of its effective day in
+    the business time zone, or when it was written if that is later: a change
+    written before it took effect must not lose, as stale, to an update written
+    after it but effective before it. Each also counts as written at least one
+    microsecond after the one before it, because changes effective on one day
+    would otherwise all tie at its start and be decided by event_id, dropping all
+    but one. So none of them is stale against another, and one is stale against
+    the stored record only when that holds a change written at or after the
+    instant the held one counts as written: an ordinary update written during
+    the effective day wins over the held change, one written before it loses.
     """
+    released: list[PersonEvent] = []
+    for event in sorted(events, key=_release_order):
+        counts_from = _effective_from(event, zone)
+        if released:
+            counts_from = max(counts_from, released[-1].occurred_at + _MICROSECOND)
+        if counts_from != event.occurred_at:
+            event = event.model_copy(update={"occurred_at": counts_from})
+        released.append(event)
+    return released
+
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _release_order(event: PersonEvent) -> tuple[date, datetime, str]:
+    return (effective_date(event) or date.min, event.occurred_at, event.event_id)
+
+
+def _effective_from(event: PersonEvent, zone: ZoneInfo) -> datetime:
     day = effective_date(event)
     if day is None:
-        return event
-    effective_from = datetime.combine(day, time.min, tzinfo=zone)
-    if effective_from <= event.occurred_at:
-        return event
-    return event.model_copy(update={"occurred_at": effective_from})
+        return event.occurred_at
+    return max(event.occurred_at, datetime.combine(day, time.min, tzinfo=zone))
 
 
 @dataclass

@@ -200,16 +200,37 @@ class Engine:
         return Outcome(kind, len(decisions), tuple(decisions))
 
     def release_due_events(self, limit: int = 500) -> int:
-        """Apply the held person events whose effective date has come."""
+        """Apply every held person event whose effective date has come.
+
+        Works through the due events limit persons a transaction until none is
+        due, so events that fell due while no worker ran are all applied by the
+        first call after start. A person's due events are taken and applied
+        together, in the order as_released gives. Returns the events released.
+        """
+        persons = events = 0
+        while True:
+            done, released = self._release_due_persons(limit)
+            persons, events = persons + done, events + released
+            if done < limit:
+                break
+        if events:
+            logger.info("released held events persons=%d events=%d", persons, events)
+        return events
+
+    def _release_due_persons(self, limit: int) -> tuple[int, int]:
+        """Release the due events of up to limit persons; return both counts."""
+        today = self.clock.today()
         with self.store.transaction() as tx:
             tx.lock_config(exclusive=False)
-            due = tx.take_due_events(self.clock.today(), limit)
-            for payload in due:
-                event = person_event_adapter.validate_python(payload)
-                self._apply_person_event(tx, as_released(event, self.clock.zone))
-        if due:
-            logger.info("released held events count=%d", len(due))
-        return len(due)
+            person_ids = tx.persons_with_due_events(today, limit)
+            # Persons before their events, in person_id order, as every path locks.
+            bulk.lock_persons(tx.conn, person_ids)
+            due = tx.take_due_events(today, person_ids)
+            for person_id in sorted(due):
+                held = map(person_event_adapter.validate_python, due[person_id])
+                for event in as_released(held, self.clock.zone):
+                    self._apply_person_event(tx, event)
+        return len(person_ids), sum(map(len, due.values()))
 
     def _hold_or_apply(self, tx: StoreTransaction, event: PersonEvent) -> Outcome:
         due_on = hold_until(event, self.clock.today())
@@ -239,27 +260,47 @@ class Engine:
     def apply_due_flips(self, limit: int = 500) -> int:
         """Re-evaluate the persons whose time-relative outcomes may have changed.
 
-        Timers are durable, so flips that fell due while no worker ran are all
-        applied by the first call after start. Returns the changes made.
+        Timers are durable, and a call works through them limit persons a
+        transaction until none is due, so flips that fell due while no worker
+        ran are all applied by the first call after start. Returns the changes
+        made.
         """
+        persons = changes = 0
+        while True:
+            done, made = self._flip_due_persons(limit)
+            persons, changes = persons + done, changes + made
+            if done < limit:
+                break
+        if persons:
+            logger.info("applied due flips persons=%d changes=%d", persons, changes)
+        return changes
+
+    def _flip_due_persons(self, limit: int) -> tuple[int, int]:
+        """Re-evaluate up to limit persons with due timers; return persons, changes."""
         today = self.clock.today()
         with self.store.transaction() as tx:
             tx.lock_config(exclusive=False)
-            due = tx.due_timers(today, limit)
+            person_ids = tx.persons_with_due_timers(today, limit)
+            # Persons first, in person_id order, then their timers: person batches
+            # and re-evaluations lock in that order, and a transaction taking the
+            # same rows in the other order could deadlock with them.
+            states = bulk.lock_persons(tx.conn, person_ids)
+            due = tx.lock_due_timers(today, person_ids)
+
+            held = tx.memberships_of(person_id for person_id, _ in due)
             changes = 0
+            timers: list[tuple[str, date | None]] = []
             for person_id, due_on in due:
-                state = tx.load_person(person_id)
+                state = states.get(person_id)
                 if state is None:
-                    tx.set_timer(person_id, None)
+                    timers.append((person_id, None))
                     continue
-                held = tx.memberships_of([person_id]).get(person_id, set())
                 cause = derive_event_id("time", person_id, due_on, today)
-                decisions = self._decide(tx, state, held)
+                decisions = self._decide(tx, state, held.get(person_id, set()))
                 changes += self._apply_decisions(tx, decisions, "rule", cause)
-                tx.set_timer(person_id, self._next_flip(tx, state))
-        if due:
-            logger.info("applied due flips persons=%d changes=%d", len(due), changes)
-        return changes
+                timers.append((person_id, self._next_flip(tx, state)))
+            bulk.set_timers(tx.conn, timers)
+        return len(person_ids), changes
 
     def _next_flip(self, tx: StoreTransaction, state: PersonState) -> date | None:
         if not state.is_active:

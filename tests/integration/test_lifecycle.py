@@ -75,6 +75,38 @@ BUDDIES = ConfigFile(
     ),
 )
 
+# BUDDIES, and new hires leave the program once their first 30 days are over.
+SETTLING = ConfigFile(
+    programs=BUDDIES.programs,
+    segments=(
+        *BUDDIES.segments,
+        Segment.model_validate(
+            {
+                "segment_id": "settled",
+                "definition": {
+                    "all": [
+                        {
+                            "attribute": "hire_date",
+                            "operator": "more_than_ago",
+                            "value": 30,
+                        }
+                    ]
+                },
+            }
+        ),
+    ),
+    rules=(
+        *BUDDIES.rules,
+        RuleEntry(
+            rule_id="remove-settled",
+            action=RuleAction.REMOVE,
+            program="buddies",
+            role=Role.MENTEE,
+            segment="settled",
+        ),
+    ),
+)
+
 EngineAt = Callable[[date], Engine]
 _offsets = itertools.count()
 
@@ -109,6 +141,12 @@ def outbox(store: Store) -> list[dict[str, Any]]:
         return [row.decoded() for row in tx.fetch_outbox(1000)]
 
 
+def timers(store: Store) -> dict[str, date]:
+    with store.transaction() as tx:
+        rows = tx.conn.execute("SELECT person_id, due_on FROM person_timers")
+        return dict(rows.fetchall())
+
+
 def hire(person_id: str, hired_on: date = HIRED_ON, **attributes: Any) -> PersonHired:
     return PersonHired(
         event_id=new_event_id(),
@@ -125,18 +163,23 @@ def configure(engine: Engine) -> None:
 def test_a_new_hire_leaves_on_day_31_when_the_worker_applies_due_flips(
     store, engine_at
 ):
-    configure(engine_at(HIRED_ON))
-    feed(engine_at(HIRED_ON), hire("p1"))
+    engine = engine_at(HIRED_ON)
+    assert feed(engine, SETTLING.to_event(), "mentorflow.config") == "applied"
+    feed(engine, hire("p1"))
     assert members(store) == {"p1": "add-new-hires"}
+    # Day 31 is the first day outside "within the last 30 days".
+    assert timers(store) == {"p1": HIRED_ON + 31 * DAY}
 
-    # Day 30 after hire is still inside "within the last 30 days".
     assert engine_at(HIRED_ON + 30 * DAY).apply_due_flips() == 0
     assert members(store) == {"p1": "add-new-hires"}
+    assert timers(store) == {"p1": HIRED_ON + 31 * DAY}
 
-    # The flip timer of day 31 fires; only an add rule exists, so the person
-    # stays: rules never undo themselves.
-    assert engine_at(HIRED_ON + 31 * DAY).apply_due_flips() == 0
-    assert members(store) == {"p1": "add-new-hires"}
+    assert engine_at(HIRED_ON + 31 * DAY).apply_due_flips() == 1
+    assert members(store) == {}
+    (removal,) = [e for e in outbox(store) if e["type"] == "membership.removed"]
+    assert removal["decided_by"] == "remove-settled"
+    # Past its last window edge nothing of p1 changes with time any more.
+    assert timers(store) == {}
 
 
 def test_flips_missed_while_no_worker_ran_are_applied_at_the_next_call(
@@ -315,6 +358,120 @@ def test_a_held_change_survives_an_update_written_later_but_effective_sooner(
         "contractor",
         12345,
     )
+
+
+# HR writes these tests' events on pinned instants, in this test's past.
+WRITTEN = datetime(2026, 2, 20, 9, tzinfo=UTC)
+HELD_ON = HIRED_ON + 5 * DAY
+
+
+def held_update(
+    person_id: str, event_id: str, written_at: datetime, **changes: Any
+) -> PersonUpdated:
+    return PersonUpdated(
+        event_id=event_id,
+        occurred_at=written_at,
+        person_id=person_id,
+        effective_at=HELD_ON,
+        changes=changes,
+    )
+
+
+def person(store: Store, person_id: str) -> tuple[str, dict[str, Any]]:
+    with store.transaction() as tx:
+        state = tx.load_person(person_id, for_update=False)
+    assert state is not None
+    return state.status.value, dict(state.attributes)
+
+
+def hire_written(person_id: str, written_at: datetime) -> PersonHired:
+    return hire(person_id).model_copy(update={"occurred_at": written_at})
+
+
+# The second event written has the smaller id, so that deciding their tie by
+# event_id would drop it.
+@pytest.mark.parametrize("ids", [("e-2", "e-1"), ("e-1", "e-2")])
+def test_two_held_updates_effective_on_one_day_are_both_applied(store, engine_at, ids):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    feed(engine, hire_written("p12", WRITTEN))
+    title = held_update("p12", ids[0], WRITTEN + DAY, title="Lead")
+    department = held_update("p12", ids[1], WRITTEN + 2 * DAY, department="Sales")
+    assert feed(engine, title) == "held"
+    assert feed(engine, department) == "held"
+
+    assert engine_at(HELD_ON).release_due_events() == 2
+
+    _, attributes = person(store, "p12")
+    assert (attributes["title"], attributes["department"]) == ("Lead", "Sales")
+
+
+@pytest.mark.parametrize("ids", [("e-2", "e-1"), ("e-1", "e-2")])
+def test_held_updates_of_one_attribute_on_one_day_apply_in_the_order_written(
+    store, engine_at, ids
+):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    feed(engine, hire_written("p13", WRITTEN))
+    # Consumed out of the order written: the release order must not depend on it.
+    assert feed(engine, held_update("p13", ids[1], WRITTEN + 2 * DAY, title="B"))
+    assert feed(engine, held_update("p13", ids[0], WRITTEN + DAY, title="A"))
+
+    engine_at(HELD_ON).release_due_events()
+
+    assert person(store, "p13")[1]["title"] == "B"
+
+
+@pytest.mark.parametrize("written_first", ["update", "termination"])
+def test_a_held_update_and_a_held_termination_on_one_day_are_both_applied(
+    store, engine_at, written_first
+):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    feed(engine, hire_written("p14", WRITTEN))
+    assert members(store) == {"p14": "add-new-hires"}
+    # The one written second has the smaller id.
+    first, second = (WRITTEN + DAY, "e-2"), (WRITTEN + 2 * DAY, "e-1")
+    at, event_id = first if written_first == "update" else second
+    update = held_update("p14", event_id, at, department="Sales")
+    at, event_id = second if written_first == "update" else first
+    leaving = PersonTerminated(
+        event_id=event_id,
+        occurred_at=at,
+        person_id="p14",
+        termination_date=HELD_ON,
+    )
+    for event in sorted([update, leaving], key=lambda event: event.occurred_at):
+        assert feed(engine, event) == "held"
+
+    engine_at(HELD_ON).release_due_events()
+
+    status, attributes = person(store, "p14")
+    assert (status, attributes["department"]) == ("terminated", "Sales")
+    assert members(store) == {}
+    assert outbox(store)[-1]["decided_by"] == "person_terminated"
+
+
+def test_a_held_change_loses_to_an_update_written_after_it_took_effect(
+    store, engine_at
+):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    feed(engine, hire_written("p15", WRITTEN))
+    assert feed(engine, held_update("p15", "e-9", WRITTEN, type="contractor"))
+    # Written at 09:00 in Paris on the day the held change took effect.
+    correction = PersonUpdated(
+        event_id="e-1",
+        occurred_at=datetime(2026, 3, 6, 8, tzinfo=UTC),
+        person_id="p15",
+        changes={"type": "employee"},
+    )
+    assert feed(engine_at(HELD_ON), correction) == "applied"
+
+    engine_at(HELD_ON).release_due_events()
+
+    assert person(store, "p15")[1]["type"] == "employee"
+    assert members(store) == {"p15": "add-new-hires"}
 
 
 @pytest.mark.parametrize("status", ["unknown", "terminated"])
