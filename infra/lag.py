@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
@@ -23,8 +24,14 @@ logger = logging.getLogger(__name__)
 
 # A committed offset of -1 means the group holds no commit for the partition.
 NO_COMMIT = -1
-READ_ATTEMPTS = 5
+# How long one read may take, connecting included, unless told otherwise.
+DEFAULT_TIMEOUT_S = 10.0
 RETRY_DELAY_S = 0.5
+# kafka-python backs reconnections off up to 30 s by default, so a bounded read
+# would try a refused bootstrap only once or twice.
+RECONNECT_BACKOFF_MAX_MS = 1000
+# The consumer refuses a request timeout that is not above its fetch wait.
+MIN_REQUEST_TIMEOUT_MS = 1000
 
 
 @dataclass(frozen=True, order=True)
@@ -79,46 +86,68 @@ class LagReader:
     """Reads one consumer group's lag on some topics; keeps its clients open.
 
     Raises BrokerUnavailableError from ``read`` when the cluster does not
-    answer; the next ``read`` tries again with the same clients.
+    answer within ``timeout_s``; the next ``read`` tries again with the clients
+    it has. A single request of a read can still take up to ``timeout_s``, so a
+    read that connects but then stalls may overrun the timeout by that much.
     """
 
-    def __init__(self, settings: KafkaSettings, group_id: str, topics: Sequence[str]):
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        group_id: str,
+        topics: Sequence[str],
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ):
         self.settings = settings
         self.group_id = group_id
         self.topics = tuple(topics)
+        self.timeout_s = timeout_s
         self._admin: KafkaAdminClient | None = None
         self._consumer: KafkaConsumer | None = None
 
     @classmethod
-    def for_worker(cls, settings: KafkaSettings) -> LagReader:
+    def for_worker(
+        cls, settings: KafkaSettings, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> LagReader:
         """Return a reader of the worker group's lag on its input topics."""
         topics = (settings.person_topic, settings.config_topic)
-        return cls(settings, settings.consumer_group, topics)
+        return cls(settings, settings.consumer_group, topics, timeout_s)
 
     def read(self) -> list[PartitionLag]:
-        """Return the lag of every partition of the topics."""
+        """Return the lag of every partition of the topics, within the timeout."""
+        started = time.monotonic()
+        deadline = started + self.timeout_s
         attempt = 1
         while True:
             try:
-                return self._read()
+                return self._read(deadline)
             except KafkaError as error:
+                delay_s = RETRY_DELAY_S * attempt
                 # A cluster that never hosted a group answers "coordinator not
                 # available" while it creates its offsets topic.
-                if not error.retriable or attempt >= READ_ATTEMPTS:
-                    raise BrokerUnavailableError(
-                        f"reading the lag of group {self.group_id!r} failed"
-                        f" after {attempt} attempts: {error!r}"
-                    ) from error
-            time.sleep(RETRY_DELAY_S * attempt)
+                if not error.retriable or time.monotonic() + delay_s >= deadline:
+                    raise self._failure(error, attempt, started) from error
+            time.sleep(delay_s)
             attempt += 1
 
-    def _read(self) -> list[PartitionLag]:
-        admin, consumer = self._clients()
+    def _failure(
+        self, error: KafkaError, attempt: int, started: float
+    ) -> BrokerUnavailableError:
+        elapsed_s = time.monotonic() - started
+        tries = "1 try" if attempt == 1 else f"{attempt} tries"
+        return BrokerUnavailableError(
+            f"reading the lag of group {self.group_id!r} from kafka at"
+            f" {self.settings.bootstrap} failed after {elapsed_s:.1f} s and {tries}"
+            f" (timeout {self.timeout_s:g} s): {error!r}"
+        )
+
+    def _read(self, deadline: float) -> list[PartitionLag]:
+        admin, consumer = self._clients(deadline)
         partitions = self._partitions(consumer)
         tps = [TopicPartition(topic, partition) for topic, partition in partitions]
         offsets = admin.list_group_offsets(self.group_id).get(self.group_id, {})
-        beginning = consumer.beginning_offsets(tps)
-        end = consumer.end_offsets(tps)
+        beginning = consumer.beginning_offsets(tps, _remaining_ms(deadline))
+        end = consumer.end_offsets(tps, _remaining_ms(deadline))
         return partition_lags(
             partitions,
             {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()},
@@ -146,17 +175,29 @@ class LagReader:
     ) -> None:
         self.close()
 
-    def _clients(self) -> tuple[KafkaAdminClient, KafkaConsumer]:
-        options = client_options(self.settings)
+    def _clients(self, deadline: float) -> tuple[KafkaAdminClient, KafkaConsumer]:
+        # Both clients connect in their constructor, each for up to its
+        # bootstrap timeout, so each gets what is left of the read's time.
         if self._admin is None:
-            self._admin = KafkaAdminClient(**options)
+            self._admin = _connected(KafkaAdminClient, **self._options(deadline))
         if self._consumer is None:
             # No group: this consumer only asks for offsets, it never joins
             # the worker group or commits for it.
-            self._consumer = KafkaConsumer(
-                **options, group_id=None, enable_auto_commit=False
+            self._consumer = _connected(
+                KafkaConsumer,
+                **self._options(deadline),
+                group_id=None,
+                enable_auto_commit=False,
             )
         return self._admin, self._consumer
+
+    def _options(self, deadline: float) -> dict[str, Any]:
+        request_timeout_ms = max(MIN_REQUEST_TIMEOUT_MS, int(self.timeout_s * 1000))
+        return client_options(self.settings) | {
+            "bootstrap_timeout_ms": _remaining_ms(deadline),
+            "request_timeout_ms": request_timeout_ms,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+        }
 
     def _partitions(self, consumer: KafkaConsumer) -> list[tuple[str, int]]:
         partitions: list[tuple[str, int]] = []
@@ -167,3 +208,29 @@ class LagReader:
                 continue
             partitions.extend((topic, number) for number in numbers)
         return partitions
+
+
+def _connected(factory: Any, **options: Any) -> Any:
+    """Build a kafka-python client, stopping its IO thread when it cannot connect.
+
+    kafka-python 3.0 starts a client's IO thread in the constructor before it
+    bootstraps, and leaves the thread running when bootstrapping fails: a worker
+    reading the lag while the cluster is away would leak one thread a try.
+    """
+    client = factory.__new__(factory)
+    try:
+        client.__init__(**options)
+    except BaseException:
+        network_client = getattr(client, "_client", None)
+        if network_client is not None:
+            network_client.close()
+        io_loop = getattr(client, "_net", None)
+        if io_loop is not None:
+            io_loop.stop()
+        raise
+    return client
+
+
+def _remaining_ms(deadline: float) -> int:
+    # At least 1 ms: parts of kafka-python read a timeout of 0 as "the default".
+    return max(1, int((deadline - time.monotonic()) * 1000))

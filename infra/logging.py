@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -20,6 +20,9 @@ CONTEXT_FIELDS = (
     "topic",
     "partition",
     "offset",
+    "first_offset",
+    "last_offset",
+    "offset_ranges",
     "person_id",
     "rule_id",
     "sweep_id",
@@ -43,6 +46,49 @@ def log_context(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _event_context.reset(token)
+
+
+def batch_fields(positions: Iterable[tuple[str, int, int]]) -> dict[str, Any]:
+    """Return the log fields of a batch of records, given (topic, partition, offset).
+
+    ``offset_ranges`` maps each partition to its first and last offset. A batch
+    from one partition also gets ``partition``, ``first_offset`` and
+    ``last_offset``, so that its lines are found like those of a single record.
+    """
+    ranges: dict[int, tuple[int, int]] = {}
+    topics = set()
+    for topic, partition, offset in positions:
+        topics.add(topic)
+        first, last = ranges.get(partition, (offset, offset))
+        ranges[partition] = (min(first, offset), max(last, offset))
+    if not ranges:
+        return {}
+
+    fields: dict[str, Any] = {
+        "topic": ",".join(sorted(topics)),
+        "offset_ranges": {str(p): list(ranges[p]) for p in sorted(ranges)},
+    }
+    if len(ranges) == 1:
+        ((partition, (first, last)),) = ranges.items()
+        fields |= {"partition": partition, "first_offset": first, "last_offset": last}
+    return fields
+
+
+@contextmanager
+def silenced(name: str, enabled: bool = True) -> Iterator[None]:
+    """Drop the records of a logger, and of children with no level, in the block.
+
+    For one-shot commands that report a library's failure in their own words;
+    the logger's level is restored on the way out.
+    """
+    target = logging.getLogger(name)
+    previous = target.level
+    if enabled:
+        target.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        target.setLevel(previous)
 
 
 class ContextFilter(logging.Filter):

@@ -18,7 +18,7 @@ from typing import Any
 import faust
 
 from infra.lag import LagReader
-from infra.logging import log_context
+from infra.logging import batch_fields, log_context
 from infra.settings import Settings
 from infra.store import SourcePosition
 from schemas.errors import MentorflowError
@@ -286,18 +286,25 @@ async def _consume_batches(wiring: Wiring, stream: Any) -> None:
                 )
                 for event in events
             ]
-            started = time.perf_counter()
-            outcomes = await _handle_batch(wiring, records)
-            seconds = time.perf_counter() - started
+            positions = [
+                (record.source.topic, record.source.partition, record.source.offset)
+                for record in records
+            ]
+            with log_context(**batch_fields(positions)):
+                started = time.perf_counter()
+                outcomes = await _handle_batch(wiring, records)
+                seconds = time.perf_counter() - started
+            # Outside the batch's log context: a task that faust may start while
+            # acking would carry the batch's fields on every line it logs.
             for event in events:
                 await stream.ack(event)
 
-            # Each record is charged its share of the batch's time.
-            share_s = seconds / len(records)
+            # The records of a batch share its time; none has one of its own.
+            wiring.metrics.record_batch(len(records), seconds)
             for record, outcome in zip(records, outcomes, strict=True):
                 label = label_record(record.raw, worker.max_event_bytes)
                 wiring.metrics.record_event(
-                    PERSON_SOURCE, label.event_type, outcome, share_s
+                    PERSON_SOURCE, label.event_type, outcome, None
                 )
             health.processed += len(records)
             if any(o.changes or o.kind == "dead_letter" for o in outcomes):
@@ -311,9 +318,11 @@ async def _handle_batch(wiring: Wiring, records: list[PersonRecord]) -> list[Out
 
     Retriable failures (database away) are retried without end, as for single
     records. Any other failure falls back to the per-record path, whose own
-    retries dead-letter the poisoned record alone.
+    retries dead-letter the poisoned record alone; its lines carry the
+    record's own event id and offset.
     """
     engine = wiring.engine
+    max_bytes = wiring.settings.worker.max_event_bytes
     failures = 0
     while True:
         try:
@@ -341,17 +350,25 @@ async def _handle_batch(wiring: Wiring, records: list[PersonRecord]) -> list[Out
         wiring.health.recover(PERSON_AGENT)
         return outcomes
 
-    return [
-        await _handle(
-            wiring,
-            PERSON_AGENT,
-            engine.handle_person_record,
-            record.raw,
-            record.key,
-            record.source,
-        )
-        for record in records
-    ]
+    outcomes = []
+    for record in records:
+        source = record.source
+        with log_context(
+            event_id=label_record(record.raw, max_bytes).event_id,
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+        ):
+            outcome = await _handle(
+                wiring,
+                PERSON_AGENT,
+                engine.handle_person_record,
+                record.raw,
+                record.key,
+                source,
+            )
+        outcomes.append(outcome)
+    return outcomes
 
 
 async def _handle(
@@ -425,6 +442,10 @@ async def _relay_forever(app: faust.App, wiring: Wiring) -> None:
     health = wiring.health
     failures = 0
     while not app.should_stop:
+        # Cleared before the outbox is read, so that a batch committed while
+        # the relay reads it sets the event again instead of waiting out the
+        # interval.
+        wiring.outbox_written.clear()
         try:
             sent = await asyncio.to_thread(wiring.relay.relay_once)
         except MentorflowError as error:
@@ -439,7 +460,6 @@ async def _relay_forever(app: faust.App, wiring: Wiring) -> None:
             wiring.metrics.relay_batch_size.observe(sent)
             health.outbox_drained()
             continue
-        wiring.outbox_written.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 wiring.outbox_written.wait(),

@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.kafka import ensure_topics, make_producer
+from infra.lag import DEFAULT_TIMEOUT_S as DEFAULT_LAG_TIMEOUT_S
 from infra.lag import LagReader, PartitionLag, total_lag
-from infra.logging import configure_logging, logging_config
+from infra.logging import configure_logging, logging_config, silenced
 from infra.settings import (
     KafkaSettings,
     PostgresSettings,
@@ -239,7 +240,13 @@ def run_lag(settings: Settings, args: argparse.Namespace) -> int:
     """Show the worker group's lag on each partition; fail past --max-lag."""
     embedded = settings.is_embedded
     settings = running_stack_settings(settings)
-    with LagReader.for_worker(settings.kafka) as reader:
+    # The error names the bootstrap and the time spent; kafka-python's line
+    # about each refused connection would only bury it, so it shows at DEBUG.
+    quiet = settings.worker.log_level != "DEBUG"
+    with (
+        silenced("kafka", enabled=quiet),
+        LagReader.for_worker(settings.kafka, args.timeout_s) as reader,
+    ):
         lags = reader.read()
     total = total_lag(lags)
     if args.json:
@@ -568,6 +575,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"exit {LAG_EXCEEDED_STATUS} when the total lag exceeds N",
     )
+    lag.add_argument(
+        "--timeout-s",
+        type=_timeout_s,
+        default=DEFAULT_LAG_TIMEOUT_S,
+        metavar="SECONDS",
+        help="give up (exit 1) when the cluster has not answered within SECONDS,"
+        f" connecting included (default {DEFAULT_LAG_TIMEOUT_S:g})",
+    )
     lag.add_argument("--json", action="store_true", help="print JSON")
     lag.set_defaults(run=run_lag)
 
@@ -601,6 +616,19 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(
             f"expected a whole number of records like 100, got {text!r}"
+        )
+    return value
+
+
+def _timeout_s(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    # NaN and infinity are floats too, and neither bounds anything.
+    if not 0 < value < 3600:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds above 0 and below 3600 like 10, got {text!r}"
         )
     return value
 

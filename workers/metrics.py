@@ -34,7 +34,9 @@ UNKNOWN = "unknown"
 PERSON_SOURCE = "person"
 CONFIG_SOURCE = "config"
 
-BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+# Batch sizes go up to the largest batch_size and relay_batch_size allowed.
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
+BATCH_SECONDS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 SWEEP_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -120,10 +122,26 @@ class WorkerMetrics:
             "Membership changes made by config events (not broken down)",
             registry=r,
         )
+        # Only records handled one at a time: a record of a batch has no time
+        # of its own, and the batch's divided by its size would read as one.
         self.processing_seconds = Histogram(
             "mentorflow_processing_seconds",
-            "Time to handle one input record, retries included",
+            "Time to handle one input record on its own, retries included"
+            " (person records handled in batches are timed per batch)",
             ["source"],
+            registry=r,
+        )
+        self.person_batch_size = Histogram(
+            "mentorflow_person_batch_size",
+            "Person records handled per batch by the person agent",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.person_batch_seconds = Histogram(
+            "mentorflow_person_batch_seconds",
+            "Time to handle one batch of person records, retries and the"
+            " one-record-at-a-time fallback included",
+            buckets=BATCH_SECONDS_BUCKETS,
             registry=r,
         )
         self.relay_batch_size = Histogram(
@@ -189,11 +207,16 @@ class WorkerMetrics:
         )
 
     def record_event(
-        self, source: str, event_type: str, outcome: Outcome, seconds: float
+        self, source: str, event_type: str, outcome: Outcome, seconds: float | None
     ) -> None:
-        """Count one handled input record and what it changed."""
+        """Count one handled input record and what it changed.
+
+        ``seconds`` is None for a record handled as part of a batch: the batch's
+        time goes to ``record_batch`` instead.
+        """
         self.events_processed.labels(source, event_type, outcome.kind).inc()
-        self.processing_seconds.labels(source).observe(seconds)
+        if seconds is not None:
+            self.processing_seconds.labels(source).observe(seconds)
         if outcome.kind == "dead_letter":
             self.dead_letters.labels(source).inc()
         elif outcome.kind == "stale":
@@ -207,6 +230,11 @@ class WorkerMetrics:
         # of people, which the outcome does not list.
         if source == CONFIG_SOURCE:
             self.config_membership_changes.inc(outcome.changes)
+
+    def record_batch(self, size: int, seconds: float) -> None:
+        """Record one batch of person records handled by the person agent."""
+        self.person_batch_size.observe(size)
+        self.person_batch_seconds.observe(seconds)
 
     def record_sweep(self, result: SweepResult, seconds: float, at: float) -> None:
         """Record a sweep this worker ran to its end."""

@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pydantic import SecretStr
 
-from infra.settings import Settings
-from infra.store import Store
+from infra.logging import ContextFilter, JsonFormatter
+from infra.settings import KafkaSettings, PostgresSettings, Settings, WorkerSettings
+from infra.store import SourcePosition, Store
 from schemas.common import new_event_id
 from schemas.config import CONFIG_KEY
 from schemas.person import PersonHired
 from schemas.segments import Program, Role, RuleAction, Segment
+from workers.app import Wiring, _consume_batches
+from workers.batch import PersonRecord
 from workers.config_file import ConfigFile, RuleEntry
 from workers.demo import worker_process
+from workers.engine import Outcome
+from workers.health import Health
+from workers.metrics import WorkerMetrics
 from workers.publishing import (
     keyed_by_person,
     publish_events,
@@ -206,7 +216,11 @@ def test_probes_and_metrics_are_served_on_the_web_port(
     assert sample(port, processed, **applied) == 1
     added = {"program": "eng", "role": "mentee", "action": "added"}
     assert sample(port, "mentorflow_membership_changes_total", **added) == 2
-    assert sample(port, "mentorflow_processing_seconds_count", source="person") == 2
+    # Person records go in batches (the default), timed per batch, not per record.
+    assert sample(port, "mentorflow_person_batch_size_sum") == 2
+    assert (sample(port, "mentorflow_person_batch_seconds_count") or 0) >= 1
+    assert sample(port, "mentorflow_processing_seconds_count", source="person") is None
+    assert sample(port, "mentorflow_processing_seconds_count", source="config") == 1
 
     def lag_is_zero_everywhere() -> bool:
         found = samples(port)
@@ -267,6 +281,133 @@ def test_json_logs_carry_the_event_position_and_no_attributes(
     (config,) = [e for e in entries if e["message"].startswith("applied config")]
     assert config["topic"] == settings.kafka.config_topic
     assert SECRET_TITLE not in "\n".join(lines)
+
+
+def test_json_logs_of_a_batch_carry_its_topic_partitions_and_offsets(
+    settings, store, producer, tmp_path, database_url
+):
+    # The default batch size: the person agent takes the batch path.
+    default_size = WorkerSettings.model_fields["batch_size"].default
+    assert settings.worker.batch_size == default_size > 1
+    # A batch logs no line per record but the debug line of its commit.
+    worker = settings.worker.model_copy(update={"log_level": "DEBUG"})
+    verbose = Settings(settings.postgres, settings.kafka, worker)
+    log_path = tmp_path / "worker.log"
+    people = [hire(f"p-{n}") for n in range(1, 7)]
+    with worker_process(verbose, log_path):
+        publish_config(verbose, producer, store)
+        publish_people(verbose, producer, store, *people)
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            'SELECT partition, "offset" FROM processed_events WHERE event_id = ANY(%s)',
+            ([event.event_id for event in people],),
+        ).fetchall()
+    lines = log_path.read_text().splitlines()
+    entries = [json.loads(line) for line in lines if line.startswith("{")]
+    batches = [e for e in entries if e["message"].startswith("processed person batch")]
+    assert batches
+    covered = set()
+    for entry in batches:
+        assert entry["topic"] == settings.kafka.person_topic
+        ranges = entry["offset_ranges"]
+        for partition, (first, last) in ranges.items():
+            covered |= {(int(partition), offset) for offset in range(first, last + 1)}
+        if len(ranges) == 1:
+            ((partition, (first, last)),) = ranges.items()
+            assert entry["partition"] == int(partition)
+            assert (entry["first_offset"], entry["last_offset"]) == (first, last)
+        else:
+            assert "partition" not in entry
+    assert set(rows) <= covered
+
+
+class FailingBatchEngine:
+    """Fails every batch, so that the worker retries its records one at a time."""
+
+    def handle_person_batch(self, records: list[PersonRecord]) -> list[Outcome]:
+        raise RuntimeError("batch rejected")
+
+    def handle_person_record(
+        self, raw: bytes, key: bytes | None, source: SourcePosition
+    ) -> Outcome:
+        logging.getLogger("tests.engine").debug("processed one record")
+        return Outcome("applied")
+
+
+class BatchStream:
+    """The part of a faust stream the batch consumer uses, over fixed batches."""
+
+    def __init__(self, *batches: list[Any]) -> None:
+        self.batches = batches
+        self.acked: list[Any] = []
+
+    async def noack_take(self, max_: int, within: float) -> AsyncIterator[list[Any]]:
+        for batch in self.batches:
+            yield batch
+
+    async def ack(self, event: Any) -> None:
+        self.acked.append(event)
+
+
+def consumed(topic: str, partition: int, offset: int, event_id: str) -> Any:
+    value = json.dumps({"type": "person.hired", "event_id": event_id}).encode()
+    message = SimpleNamespace(topic=topic, partition=partition, offset=offset)
+    return SimpleNamespace(value=value, key=b"p-1", message=message)
+
+
+def test_records_of_a_failed_batch_log_their_own_position_and_the_batchs(tmp_path):
+    # No services: the engine is a stand-in, the log capture is JSON's own.
+    settings = Settings(
+        PostgresSettings(url=SecretStr("postgresql://u@127.0.0.1:9/db")),
+        KafkaSettings(bootstrap="127.0.0.1:9"),
+        WorkerSettings(data_dir=tmp_path),
+    )
+    wiring = Wiring(
+        settings,
+        cast(Any, FailingBatchEngine()),
+        cast(Any, None),
+        Health(),
+        WorkerMetrics(),
+    )
+    stream = BatchStream([consumed("hr", 1, 40, "e-40"), consumed("hr", 1, 41, "e-41")])
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    capture = Capture(logging.DEBUG)
+    capture.setFormatter(JsonFormatter())
+    capture.addFilter(ContextFilter())
+    root = logging.getLogger()
+    root.addHandler(capture)
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        asyncio.run(_consume_batches(wiring, stream))
+    finally:
+        root.setLevel(level)
+        root.removeHandler(capture)
+
+    entries = [json.loads(line) for line in lines]
+    (failed,) = [e for e in entries if e["message"].startswith("batch failed")]
+    assert (failed["topic"], failed["partition"]) == ("hr", 1)
+    assert (failed["first_offset"], failed["last_offset"]) == (40, 41)
+    assert "offset" not in failed
+    records = [e for e in entries if e["message"] == "processed one record"]
+    assert [(e["event_id"], e["partition"], e["offset"]) for e in records] == [
+        ("e-40", 1, 40),
+        ("e-41", 1, 41),
+    ]
+    assert len(stream.acked) == 2
+    exported = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(wiring.metrics.render().decode())
+        for sample in family.samples
+    }
+    assert exported["mentorflow_person_batch_size_sum"] == 2
+    assert exported["mentorflow_person_batch_seconds_count"] == 1
 
 
 def test_status_shows_rules_conflicts_backlog_and_lag(

@@ -9,8 +9,10 @@ import logging
 from infra.logging import (
     ContextFilter,
     JsonFormatter,
+    batch_fields,
     log_context,
     logging_config,
+    silenced,
 )
 
 
@@ -87,3 +89,56 @@ def test_text_is_the_default_format_and_json_is_chosen_by_name():
     assert as_json["formatters"]["default"] == {"()": JsonFormatter}
     assert as_json["root"]["level"] == "DEBUG"
     assert as_json["handlers"]["stderr"]["filters"] == ["context"]
+
+
+def test_a_batch_from_one_partition_is_found_like_a_single_record():
+    positions = [("hr.person-events", 2, 41), ("hr.person-events", 2, 39)]
+
+    with log_context(**batch_fields(positions)):
+        (entry,) = render()
+
+    assert entry["topic"] == "hr.person-events"
+    assert entry["partition"] == 2
+    assert (entry["first_offset"], entry["last_offset"]) == (39, 41)
+    assert entry["offset_ranges"] == {"2": [39, 41]}
+    # A batch line concerns no one record.
+    assert "offset" not in entry
+
+
+def test_a_batch_over_several_partitions_gives_each_partitions_range():
+    fields = batch_fields([("t", 1, 7), ("t", 0, 5), ("t", 1, 9), ("t", 0, 4)])
+
+    assert fields == {"topic": "t", "offset_ranges": {"0": [4, 5], "1": [7, 9]}}
+    assert batch_fields([]) == {}
+
+
+def test_a_record_of_a_batch_carries_its_own_position_and_the_batchs_range():
+    with (
+        log_context(**batch_fields([("t", 0, 10), ("t", 1, 3)])),
+        log_context(event_id="e-3", topic="t", partition=1, offset=3),
+    ):
+        (entry,) = render()
+
+    assert (entry["event_id"], entry["partition"], entry["offset"]) == ("e-3", 1, 3)
+    assert entry["offset_ranges"] == {"0": [10, 10], "1": [3, 3]}
+
+
+def test_a_silenced_logger_and_its_children_drop_records_until_the_block_ends():
+    library = logging.getLogger("test-library")
+    library.setLevel(logging.WARNING)
+    # A child with no level of its own, as kafka-python's modules are.
+    child = logging.getLogger("test-library.net")
+    seen: list[str] = []
+
+    def warn() -> None:
+        if child.isEnabledFor(logging.WARNING):
+            seen.append("warned")
+
+    with silenced("test-library"):
+        warn()
+    assert seen == []
+    with silenced("test-library", enabled=False):
+        warn()
+    assert seen == ["warned"]
+
+    assert library.level == logging.WARNING

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
 import pytest
 
-from infra.lag import PartitionLag
-from workers.cli import LAG_EXCEEDED_STATUS, _lag_json, _parser
+from infra.kafka import BrokerUnavailableError
+from infra.lag import DEFAULT_TIMEOUT_S, PartitionLag
+from schemas.errors import MentorflowError
+from workers import cli
+from workers.cli import LAG_EXCEEDED_STATUS, _lag_json, _parser, main
 
 
 @pytest.mark.parametrize("command", ["lag", "status", "relay", "worker"])
@@ -58,5 +69,118 @@ def test_lag_json_lists_each_partition_and_the_total():
     }
 
 
-def test_exceeding_the_lag_is_told_apart_from_failing_to_ask():
-    assert LAG_EXCEEDED_STATUS not in (0, 1, 2)
+@dataclass
+class StubLag:
+    """What the stand-in for the lag reader answers, and the timeouts it got."""
+
+    lags: list[PartitionLag] = field(default_factory=list)
+    error: MentorflowError | None = None
+    timeouts_s: list[float] = field(default_factory=list)
+
+
+@pytest.fixture
+def stub_lag(monkeypatch):
+    """Run ``mentorflow lag`` in process against a stub instead of a cluster."""
+    stub = StubLag()
+
+    class Reader:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            return None
+
+        def read(self):
+            if stub.error is not None:
+                raise stub.error
+            return stub.lags
+
+    def for_worker(settings, timeout_s):
+        stub.timeouts_s.append(timeout_s)
+        return Reader()
+
+    for name in list(os.environ):
+        if name.startswith("MENTORFLOW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MENTORFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    monkeypatch.setenv("MENTORFLOW_POSTGRES_URL", "postgresql://u@127.0.0.1:9/db")
+    monkeypatch.setattr(cli, "LagReader", SimpleNamespace(for_worker=for_worker))
+    # The test process's logging belongs to pytest.
+    monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
+    return stub
+
+
+# 3, not 1: cron and alerting tell "behind" from "could not ask".
+@pytest.mark.parametrize(("max_lag", "status"), [("3", 0), ("2", 3), ("0", 3)])
+def test_exceeding_the_lag_exits_3(stub_lag, capsys, max_lag, status):
+    stub_lag.lags = [
+        PartitionLag("hr.person-events", 0, 3, 5, 2),
+        PartitionLag("mentorflow.config", 0, None, 1, 1),
+    ]
+
+    assert main(["lag", "--json", "--max-lag", max_lag]) == status
+
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["total_lag"] == 3
+    exceeded = f"lag 3 exceeds --max-lag {max_lag}" in captured.err
+    assert exceeded == (status == LAG_EXCEEDED_STATUS)
+
+
+def test_failing_to_ask_the_cluster_exits_1_with_the_reason(stub_lag, capsys):
+    stub_lag.error = BrokerUnavailableError("kafka at 127.0.0.1:9 did not answer")
+
+    assert main(["lag", "--max-lag", "0", "--timeout-s", "2.5"]) == 1
+
+    assert stub_lag.timeouts_s == [2.5]
+    assert (
+        capsys.readouterr().err == "mentorflow: kafka at 127.0.0.1:9 did not answer\n"
+    )
+
+
+def test_the_lag_timeout_defaults_to_the_readers_and_must_bound_something():
+    assert _parser().parse_args(["lag"]).timeout_s == DEFAULT_TIMEOUT_S
+    assert _parser().parse_args(["lag", "--timeout-s", "0.5"]).timeout_s == 0.5
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "ten", "nan", "inf", "3600"])
+def test_a_lag_timeout_that_bounds_nothing_is_refused(text, capsys):
+    with pytest.raises(SystemExit) as refused:
+        _parser().parse_args(["lag", "--timeout-s", text])
+
+    assert refused.value.code == 2
+    assert "expected a number of seconds above 0" in capsys.readouterr().err
+
+
+def test_lag_against_an_unreachable_bootstrap_exits_1_within_its_timeout(free_port):
+    bootstrap = f"127.0.0.1:{free_port}"
+    # Only this test's settings: none of the caller's, aliases included.
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("MENTORFLOW_")
+        and name not in ("DATABASE_URL", "KAFKA_BOOTSTRAP")
+    }
+    environment |= {
+        "MENTORFLOW_KAFKA_BOOTSTRAP": bootstrap,
+        "MENTORFLOW_POSTGRES_URL": "postgresql://u@127.0.0.1:9/db",
+    }
+
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "lag", "--timeout-s", "2"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    elapsed_s = time.monotonic() - started
+
+    assert result.returncode == 1
+    # The timeout, plus starting Python and importing the command line.
+    assert elapsed_s < 2 + 6
+    # One line naming the bootstrap, none of kafka-python's own.
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("mentorflow: reading the lag of group 'mentorflow'")
+    assert f"from kafka at {bootstrap} failed after 2." in line
+    assert result.stdout == ""

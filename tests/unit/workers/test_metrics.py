@@ -95,6 +95,29 @@ def test_person_outcomes_count_by_type_and_outcome_with_their_decisions():
     assert value(metrics, "mentorflow_config_membership_changes_total") == 0
 
 
+def test_records_of_a_batch_are_counted_and_timed_only_by_their_batch():
+    metrics = WorkerMetrics()
+
+    for _ in range(3):
+        metrics.record_event(PERSON_SOURCE, "person.hired", Outcome("applied"), None)
+    metrics.record_batch(3, 0.3)
+    metrics.record_batch(700, 1.5)
+
+    processed = "mentorflow_events_processed_total"
+    applied = {"source": "person", "type": "person.hired", "outcome": "applied"}
+    assert value(metrics, processed, **applied) == 3
+    # A share of the batch's time would pass for a record's own.
+    seconds = "mentorflow_processing_seconds_count"
+    assert value(metrics, seconds, source="person") is None
+    assert value(metrics, "mentorflow_person_batch_size_count") == 2
+    assert value(metrics, "mentorflow_person_batch_size_sum") == 703
+    assert value(metrics, "mentorflow_person_batch_size_bucket", le="5.0") == 1
+    assert value(metrics, "mentorflow_person_batch_size_bucket", le="500.0") == 1
+    assert value(metrics, "mentorflow_person_batch_size_bucket", le="1000.0") == 2
+    assert value(metrics, "mentorflow_person_batch_seconds_count") == 2
+    assert value(metrics, "mentorflow_person_batch_seconds_sum") == pytest.approx(1.8)
+
+
 def test_config_outcomes_report_only_their_count_of_changes():
     metrics = WorkerMetrics()
 
