@@ -11,3 +11,7 @@ class WorkerError(MentorflowError):
 
 class InvalidRecordError(WorkerError):
     """A consumed record cannot be processed; it goes to the dead-letter topic."""
+
+
+class HRFileError(WorkerError):
+    """An HR export (roster or job history) cannot be read."""

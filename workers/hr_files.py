@@ -11,6 +11,7 @@ from typing import Any
 
 from schemas.common import new_event_id, utc_now
 from schemas.person import PersonSnapshot, PersonUpdated
+from workers.errors import HRFileError
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +23,15 @@ COLUMN_ATTRIBUTES = {
 ID_COLUMNS = ("person_id", "employee_id")
 # The attributes a job carries; a job change replaces all of them.
 JOB_ATTRIBUTES = ("job_id", "title", "department_id", "department")
+HISTORY_COLUMNS = (
+    "employee_id",
+    "start_date",
+    "end_date",
+    "job_id",
+    "job_title",
+    "department_id",
+    "department_name",
+)
 
 
 @dataclass(frozen=True)
@@ -37,16 +47,17 @@ def read_roster(path: Path) -> dict[str, dict[str, Any]]:
     """Return each person's attributes from a roster CSV, by person_id.
 
     Empty cells are left out; cells that read as numbers become numbers, except
-    in identifier columns (``*_id``), which stay text.
+    in identifier columns (``*_id``), which stay text. Raises HRFileError when
+    the file cannot be read or has no identifier column.
     """
     roster: dict[str, dict[str, Any]] = {}
-    with path.open(newline="") as file:
+    with _open_csv(path, "roster") as file:
         reader = csv.DictReader(file)
         id_column = next(
             (c for c in ID_COLUMNS if c in (reader.fieldnames or [])), None
         )
         if id_column is None:
-            raise ValueError(
+            raise HRFileError(
                 f"roster {path} has no person_id or employee_id column;"
                 f" found {reader.fieldnames}"
             )
@@ -102,7 +113,7 @@ def history_events(
         changes.append(
             (back_on, person_id, {name: current.get(name) for name in JOB_ATTRIBUTES})
         )
-    changes.sort(key=lambda change: (change[0], int(change[1])))
+    changes.sort(key=lambda change: (change[0], _id_order(change[1])))
 
     base = replayed_at or utc_now()
     events = [
@@ -122,12 +133,19 @@ def _validated_rows(
     history_path: Path, roster: dict[str, dict[str, Any]]
 ) -> tuple[dict[str, list[dict[str, Any]]], list[RejectedRow]]:
     by_person: dict[str, list[dict[str, Any]]] = {}
-    with history_path.open(newline="") as file:
-        for row in csv.DictReader(file):
+    with _open_csv(history_path, "job history") as file:
+        reader = csv.DictReader(file)
+        missing = [c for c in HISTORY_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise HRFileError(
+                f"job history {history_path} lacks the columns {missing};"
+                f" expected {list(HISTORY_COLUMNS)}"
+            )
+        for line, row in enumerate(reader, start=2):
             person_id = row["employee_id"].strip()
             parsed: dict[str, Any] = {
-                "start": date.fromisoformat(row["start_date"]),
-                "end": date.fromisoformat(row["end_date"]),
+                "start": _iso_date(row["start_date"], history_path, line),
+                "end": _iso_date(row["end_date"], history_path, line),
                 "job_id": row["job_id"],
                 "title": row["job_title"],
                 "department_id": row["department_id"],
@@ -163,6 +181,29 @@ def _row_problem(
     if previous_end is not None and row["start"] <= previous_end:
         return f"overlaps the job that ended {previous_end}"
     return None
+
+
+def _open_csv(path: Path, what: str) -> Any:
+    try:
+        return path.open(newline="")
+    except OSError as error:
+        raise HRFileError(f"cannot read the {what} {path}: {error.strerror}") from None
+
+
+def _iso_date(text: str | None, path: Path, line: int) -> date:
+    try:
+        return date.fromisoformat((text or "").strip())
+    except ValueError:
+        raise HRFileError(
+            f"{path} line {line}: expected a yyyy-mm-dd date, got {text!r}"
+        ) from None
+
+
+def _id_order(person_id: str) -> tuple[int, int, str]:
+    """Numeric ids in number order, before any other id in text order."""
+    if person_id.isdigit():
+        return (0, int(person_id), "")
+    return (1, 0, person_id)
 
 
 def _job(row: dict[str, Any]) -> dict[str, Any]:

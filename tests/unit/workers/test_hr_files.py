@@ -13,6 +13,7 @@ import pytest
 import workers
 from rules.person_state import PersonState, apply_event
 from schemas.person import PersonEvent, PersonSnapshot, PersonUpdated
+from workers.errors import HRFileError
 from workers.hr_files import (
     JOB_ATTRIBUTES,
     RejectedRow,
@@ -99,8 +100,39 @@ def test_roster_accepts_a_person_id_column(csv_factory: CsvFactory) -> None:
 
 def test_roster_without_an_id_column_is_refused(csv_factory: CsvFactory) -> None:
     path = csv_factory("people.csv", "name,title\nAda,Engineer\n")
-    with pytest.raises(ValueError, match="no person_id or employee_id column"):
+    with pytest.raises(HRFileError, match="no person_id or employee_id column"):
         read_roster(path)
+
+
+def test_a_missing_roster_is_refused_with_its_path(tmp_path: Path) -> None:
+    with pytest.raises(HRFileError, match=r"cannot read the roster .*absent\.csv"):
+        read_roster(tmp_path / "absent.csv")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("employee_id,start_date\n1,2020-01-01\n", "lacks the columns"),
+        (
+            "{header}1,2020-13-01,2020-12-31,J,T,1,D\n",
+            "line 2: expected a yyyy-mm-dd date, got '2020-13-01'",
+        ),
+    ],
+)
+def test_an_unreadable_history_is_refused_with_the_reason(
+    csv_factory: CsvFactory, text: str, problem: str
+) -> None:
+    path = csv_factory("history.csv", text.replace("{header}", HISTORY_HEADER))
+    with pytest.raises(HRFileError, match=problem):
+        history_events(path, {"1": {}}, replayed_at=REPLAYED_AT)
+
+
+def test_history_orders_text_ids_after_numeric_ones(csv_factory: CsvFactory) -> None:
+    roster: dict[str, dict[str, Any]] = {"E7": {}, "10": {}, "9": {}}
+    rows = "".join(f"{p},2020-01-01,2020-01-31,J,T,1,D\n" for p in ("E7", "10", "9"))
+    path = csv_factory("history.csv", HISTORY_HEADER + rows)
+    events, _ = history_events(path, roster, replayed_at=REPLAYED_AT)
+    assert [e.person_id for e in events[:3]] == ["9", "10", "E7"]
 
 
 def test_snapshots_give_one_event_per_person_at_one_instant(
