@@ -10,15 +10,28 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The values libpq accepts for sslmode, weakest first.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# The starts of libpq parse errors that quote an option's name, never a value.
+_NAMED_OPTION = ("invalid URI query parameter", "invalid connection option")
+SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 
 
 class PostgresSettings(BaseSettings):
     """Where the state lives; with no URL, the embedded server is started."""
 
+    # An error's text never shows its input: that may be the URL or the password.
     model_config = SettingsConfigDict(
-        env_prefix="MENTORFLOW_POSTGRES_", extra="ignore", populate_by_name=True
+        env_prefix="MENTORFLOW_POSTGRES_",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,
     )
 
     url: SecretStr | None = Field(
@@ -39,16 +52,58 @@ class PostgresSettings(BaseSettings):
                 "expected a URL like postgresql://user:password@host:5432/db"
                 " (or a key=value connection string)"
             )
+
+        # libpq's own parser; its complaints may quote the password, so only
+        # those naming an unknown option are repeated.
+        try:
+            options = conninfo_to_dict(text)
+        except psycopg.ProgrammingError as error:
+            problem = str(error).strip()
+            detail = f": {problem}" if problem.startswith(_NAMED_OPTION) else ""
+            raise ValueError(
+                "expected a URL like postgresql://user:password@host:5432/db"
+                f"?sslmode=verify-full (or a key=value connection string){detail}"
+            ) from None
+        _check_tls_options(options)
         return value
 
     connect_timeout_s: float = Field(default=10.0, gt=0)
 
 
+def _check_tls_options(options: Mapping[str, object]) -> None:
+    """Refuse the TLS options of a connection string that libpq would refuse.
+
+    libpq checks them only when it connects, and the pool would then report
+    the mistake, once its timeout ran out, as a server that does not answer.
+    """
+    sslmode = options.get("sslmode")
+    if sslmode is not None and sslmode not in SSL_MODES:
+        raise ValueError(
+            f"expected sslmode to be one of {', '.join(SSL_MODES)}, got {sslmode!r}"
+        )
+
+    root = options.get("sslrootcert")
+    verifies = sslmode in ("verify-ca", "verify-full")
+    if verifies and root not in (None, "system") and not _is_file(str(root)):
+        raise ValueError(
+            f"sslmode {sslmode} reads sslrootcert {str(root)!r}, which is not a"
+            " file; expected the server's CA certificate, or system"
+        )
+
+
+def _is_file(path: str) -> bool:
+    return Path(path).expanduser().is_file()
+
+
 class KafkaSettings(BaseSettings):
     """The Kafka-protocol cluster; with no bootstrap, the embedded broker."""
 
+    # An error's text never shows its input: that may be the URL or the password.
     model_config = SettingsConfigDict(
-        env_prefix="MENTORFLOW_KAFKA_", extra="ignore", populate_by_name=True
+        env_prefix="MENTORFLOW_KAFKA_",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,
     )
 
     bootstrap: str | None = Field(
@@ -59,9 +114,14 @@ class KafkaSettings(BaseSettings):
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
         "PLAINTEXT"
     )
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
+    # The SASL and TLS fields are checked against security_protocol even when
+    # left unset, so that no combination is half applied: kafka-python ignores
+    # a mechanism outside SASL_*, while faust's credentials would still use it.
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, validate_default=True
+    )
+    sasl_username: str | None = Field(default=None, validate_default=True)
+    sasl_password: SecretStr | None = Field(default=None, validate_default=True)
     ssl_cafile: Path | None = None
 
     person_topic: str = "hr.person-events"
@@ -90,10 +150,89 @@ class KafkaSettings(BaseSettings):
                 )
         return value
 
+    @field_validator("sasl_mechanism")
+    @classmethod
+    def _check_mechanism(cls, value: str | None, info: ValidationInfo) -> str | None:
+        protocol = info.data.get("security_protocol")
+        if protocol is None:
+            return value
+        if protocol in SASL_PROTOCOLS and value is None:
+            raise ValueError(
+                f"security_protocol {protocol} needs a SASL mechanism; set"
+                " MENTORFLOW_KAFKA_SASL_MECHANISM to PLAIN, SCRAM-SHA-256 or"
+                " SCRAM-SHA-512"
+            )
+        if protocol not in SASL_PROTOCOLS and value is not None:
+            raise ValueError(
+                f"SASL mechanism {value} needs security_protocol SASL_SSL or"
+                f" SASL_PLAINTEXT, got {protocol}; set"
+                " MENTORFLOW_KAFKA_SECURITY_PROTOCOL"
+            )
+        return value
+
+    @field_validator("sasl_username")
+    @classmethod
+    def _check_username(cls, value: str | None, info: ValidationInfo) -> str | None:
+        mechanism = info.data.get("sasl_mechanism")
+        if mechanism is not None and not value:
+            raise ValueError(
+                f"SASL mechanism {mechanism} needs a user name; set"
+                " MENTORFLOW_KAFKA_SASL_USERNAME"
+            )
+        if mechanism is None and value is not None:
+            _refuse_unused_credential("MENTORFLOW_KAFKA_SASL_USERNAME", info)
+        return value
+
+    @field_validator("sasl_password")
+    @classmethod
+    def _check_password(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        mechanism = info.data.get("sasl_mechanism")
+        if mechanism is not None and (value is None or not value.get_secret_value()):
+            raise ValueError(
+                f"SASL mechanism {mechanism} needs a password; set"
+                " MENTORFLOW_KAFKA_SASL_PASSWORD"
+            )
+        if mechanism is None and value is not None:
+            _refuse_unused_credential("MENTORFLOW_KAFKA_SASL_PASSWORD", info)
+        return value
+
+    @field_validator("ssl_cafile")
+    @classmethod
+    def _check_cafile(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        protocol = info.data.get("security_protocol")
+        if protocol is not None and protocol not in TLS_PROTOCOLS:
+            raise ValueError(
+                "a CA file is only read over TLS, but security_protocol is"
+                f" {protocol}; set MENTORFLOW_KAFKA_SECURITY_PROTOCOL to SSL or"
+                " SASL_SSL"
+            )
+        if not value.is_file():
+            raise ValueError(f"expected an existing CA file, got {str(value)!r}")
+        return value
+
     @property
     def servers(self) -> list[str]:
         """The bootstrap servers as a list."""
         return [server.strip() for server in (self.bootstrap or "").split(",")]
+
+
+def _refuse_unused_credential(variable: str, info: ValidationInfo) -> None:
+    """Refuse a SASL credential that no mechanism would send.
+
+    Unless the mechanism itself was refused already: that error says it all.
+    """
+    if "sasl_mechanism" not in info.data:
+        return
+    protocol = info.data.get("security_protocol")
+    raise ValueError(
+        f"{variable} is set, but security_protocol {protocol} sends no"
+        " credentials; set MENTORFLOW_KAFKA_SECURITY_PROTOCOL to SASL_SSL and"
+        f" MENTORFLOW_KAFKA_SASL_MECHANISM, or unset {variable}"
+    )
 
 
 class WorkerSettings(BaseSettings):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from schemas.common import EventBase, derive_event_id
 from schemas.segments import Role
@@ -76,6 +77,19 @@ class DeadLetter(EventBase):
     source_partition: int = Field(ge=0)
     source_offset: int = Field(ge=0)
     key: str | None = None
-    # The input exactly as it arrived: as text when it is UTF-8, else base64.
+    # The input exactly as it arrived: as text when it is UTF-8 with no NUL
+    # character (which PostgreSQL cannot store), else base64.
     payload: str | None = None
     payload_base64: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _encode_nul_payload(cls, data: Any) -> Any:
+        # A record may be valid UTF-8 and still hold a NUL byte: it must be
+        # dead-lettered all the same, so it travels as base64 instead of text.
+        if isinstance(data, dict):
+            payload = data.get("payload")
+            if isinstance(payload, str) and "\x00" in payload:
+                encoded = base64.b64encode(payload.encode()).decode()
+                return data | {"payload": None, "payload_base64": encoded}
+        return data

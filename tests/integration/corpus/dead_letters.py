@@ -51,10 +51,20 @@ RULE = {
 }
 
 CASES = [
-    Case("malformed json", "person", b'{"type": "person.hired", ', "invalid event"),
-    Case("not an object", "person", b"[1, 2, 3]", "invalid event"),
-    Case("empty record", "person", b"", "invalid event"),
-    Case("not utf-8", "person", b"\xff\xfe\x00\x81", "invalid event"),
+    Case(
+        "malformed json",
+        "person",
+        b'{"type": "person.hired", ',
+        "record: Invalid JSON: EOF while parsing",
+    ),
+    Case("not an object", "person", b"[1, 2, 3]", "record: Input should be an object"),
+    Case("empty record", "person", b"", "record: Invalid JSON: EOF while parsing"),
+    Case(
+        "not utf-8",
+        "person",
+        b"\xff\xfe\x00\x81",
+        "record: Invalid JSON: expected value",
+    ),
     Case(
         "unknown event type",
         "person",
@@ -65,33 +75,63 @@ CASES = [
         "unsupported schema version",
         "person",
         event(**HIRE, **{"schema_version": 2}),
-        "schema_version",
+        "person.hired.schema_version: Input should be 1",
     ),
-    Case("missing person_id", "person", without("person_id", **HIRE), "person_id"),
-    Case("missing event_id", "person", without("event_id", **HIRE), "event_id"),
+    Case(
+        "missing person_id",
+        "person",
+        without("person_id", **HIRE),
+        "person.hired.person_id: Field required",
+    ),
+    Case(
+        "missing event_id",
+        "person",
+        without("event_id", **HIRE),
+        "person.hired.event_id: Field required",
+    ),
     Case(
         "wrong occurred_at type",
         "person",
         event(**{**HIRE, "occurred_at": "yesterday"}),
-        "occurred_at",
+        "person.hired.occurred_at: Input should be a valid datetime",
     ),
     Case(
         "naive occurred_at",
         "person",
         event(**{**HIRE, "occurred_at": "2026-05-01T09:00:00"}),
-        "occurred_at",
+        "person.hired.occurred_at: Input should have timezone info",
     ),
     Case(
         "attributes not an object",
         "person",
         event(**{**HIRE, "attributes": [1]}),
-        "attributes",
+        "person.hired.attributes: Input should be an object",
     ),
     Case(
         "update with no change",
         "person",
         event(type="person.updated", person_id="c-1", changes={}),
-        "changes",
+        "person.updated.changes: Dictionary should have at least 1 item",
+    ),
+    # PostgreSQL stores no NUL in text or jsonb; refused before the database.
+    Case(
+        "NUL character in an attribute",
+        "person",
+        event(**{**HIRE, "attributes": {"title": "Engi\u0000neer"}}),
+        "person.hired: attributes.title contains a NUL character",
+    ),
+    Case(
+        "NUL character in an attribute name",
+        "person",
+        event(type="person.updated", person_id="c-1", changes={"ti\u0000tle": "x"}),
+        "person.updated: changes key 'ti\\x00tle' contains a NUL character",
+    ),
+    # Valid UTF-8 holding a NUL byte: dead-lettered as base64, not as text.
+    Case(
+        "NUL byte after the event",
+        "person",
+        event(**HIRE) + b"\x00",
+        "record: Invalid JSON: trailing characters",
     ),
     Case(
         "payload over the limit",
@@ -104,6 +144,26 @@ CASES = [
         "config",
         event(type="rule.exploded", rule_id="r"),
         "does not match any of the expected tags",
+    ),
+    Case(
+        "unsupported config schema version",
+        "config",
+        event(type="program.deleted", program_id="known", schema_version=2),
+        "program.deleted.schema_version: Input should be 1",
+    ),
+    Case(
+        "NUL character in a segment condition",
+        "config",
+        event(
+            type="segment.upserted",
+            segment={
+                "segment_id": "s",
+                "definition": {
+                    "all": [{"attribute": "a", "operator": "eq", "value": "b\u0000"}]
+                },
+            },
+        ),
+        "condition: value contains a NUL character",
     ),
     Case(
         "rule naming an unknown program",
@@ -129,7 +189,7 @@ CASES = [
                 },
             },
         ),
-        "operator",
+        "condition.operator: Input should be 'eq'",
     ),
     Case(
         "rule taking a published rule's position",
