@@ -862,9 +862,11 @@ def _text(data: bytes | None) -> str | None:
 
 def _utf8(data: bytes) -> str | None:
     try:
-        return data.decode()
+        text = data.decode()
     except UnicodeDecodeError:
         return None
+    # PostgreSQL text holds no NUL, so such a key travels as base64 instead.
+    return None if "\x00" in text else text
 
 
 def _base64(data: bytes) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import uuid
@@ -254,6 +255,30 @@ def test_a_batch_that_fails_falls_back_and_dead_letters_only_the_poisoned_record
     state = snapshot(store)
     assert {m[2] for m in state["members"]} == {"p1", "p2"}
     assert [row[0] for row in state["outbox"]].count("mentorflow.dead-letter") == 1
+
+
+def test_a_key_holding_a_nul_is_dead_lettered_with_the_key_in_base64(store):
+    engine = build_engine(store)
+    configure(engine)
+
+    def hire_of(person_id: str) -> PersonRecord:
+        valid = json.loads(record(hire("p0")).raw)
+        raw = json.dumps({**valid, "person_id": person_id}).encode()
+        return record(raw, key=person_id)
+
+    batched = engine.handle_person_batch([record(hire("p1")), hire_of("p\x00x")])
+    alone = engine.handle_person_record(*hire_of("p\x00y"))
+
+    assert [o.kind for o in batched] == ["applied", "dead_letter"]
+    assert alone.kind == "dead_letter"
+    with store.transaction() as tx:
+        keys = tx.conn.execute(
+            "SELECT key FROM outbox WHERE topic = 'mentorflow.dead-letter' ORDER BY id"
+        ).fetchall()
+    assert keys == [
+        (base64.b64encode(b"p\x00x").decode(),),
+        (base64.b64encode(b"p\x00y").decode(),),
+    ]
 
 
 PARIS = ZoneInfo("Europe/Paris")
