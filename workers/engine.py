@@ -371,8 +371,12 @@ class Engine:
         """Carry on the re-evaluations that config changes started.
 
         Each chunk of persons is its own transaction, so a change that touches
-        millions of people never holds one transaction or one handler for long,
+        millions of people never holds one transaction or person locks for long,
         and a crash resumes from the last chunk done. Returns the changes made.
+
+        The config agent calls this in a worker thread: the consumer keeps
+        polling and heartbeating meanwhile, but config events behind the change
+        wait until its last chunk is done.
         """
         changes = 0
         while True:
