@@ -87,7 +87,7 @@ class Populations:
         loaded = self.get(count)
         if not loaded.swept:
             _engine(loaded.url, self.work).sweep()
-            _after_first_sweep(loaded.url)
+            _drop_unpublished(loaded.url)
             loaded.swept = True
         return loaded
 
@@ -123,11 +123,12 @@ def _vacuum(url: str) -> None:
         conn.execute("VACUUM ANALYZE memberships")
 
 
-def _after_first_sweep(url: str) -> None:
-    """Drop the first sweep's outbox and audit rows, then vacuum.
+def _drop_unpublished(url: str) -> None:
+    """Drop the outbox and audit rows that the in-process parts wrote, then vacuum.
 
-    No relay runs here, so the outbox would keep millions of rows that a worker
-    started later would first publish; neither table is read by a sweep.
+    No relay runs for those parts, so the outbox would keep millions of rows,
+    addressed to the topics of a broker that never existed, that a worker
+    started later would first try to publish; a sweep reads neither table.
     """
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE outbox, audit_log")
@@ -171,7 +172,7 @@ def sweep_part(pops: Populations, sizes: list[int]) -> dict[str, Any]:
             _timed_peer(loaded.url) if count < max(sizes) else (None, None)
         )
         first_s, first = _timed_sweep(loaded.url, pops.work)
-        _after_first_sweep(loaded.url)
+        _drop_unpublished(loaded.url)
         loaded.swept = True
         again_s, again = _timed_sweep(loaded.url, pops.work)
         peer_s, peer = _timed_peer(loaded.url)
@@ -303,6 +304,7 @@ def _memory_at(
     pops: Populations, broker: ApacheKafkaBroker, count: int, events: int
 ) -> dict[str, Any]:
     loaded = pops.swept(count)
+    _drop_unpublished(loaded.url)
     kafka = _kafka_settings(broker.bootstrap, f"memory-{count}")
     ensure_topics(kafka)
     settings = _settings(loaded.url, kafka, pops.work)
