@@ -6,7 +6,7 @@ import base64
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -207,12 +207,7 @@ class Engine:
         first call after start. A person's due events are taken and applied
         together, in the order as_released gives. Returns the events released.
         """
-        persons = events = 0
-        while True:
-            done, released = self._release_due_persons(limit)
-            persons, events = persons + done, events + released
-            if done < limit:
-                break
+        persons, events = _until_drained(self._release_due_persons, limit)
         if events:
             logger.info("released held events persons=%d events=%d", persons, events)
         return events
@@ -265,12 +260,7 @@ class Engine:
         ran are all applied by the first call after start. Returns the changes
         made.
         """
-        persons = changes = 0
-        while True:
-            done, made = self._flip_due_persons(limit)
-            persons, changes = persons + done, changes + made
-            if done < limit:
-                break
+        persons, changes = _until_drained(self._flip_due_persons, limit)
         if persons:
             logger.info("applied due flips persons=%d changes=%d", persons, changes)
         return changes
@@ -856,6 +846,21 @@ def _describe(error: ValidationError) -> str:
         where = ".".join(str(part) for part in detail["loc"]) or "record"
         problems.append(f"{where}: {detail['msg']}")
     return "invalid event: " + "; ".join(problems)
+
+
+def _until_drained(
+    one_pass: Callable[[int], tuple[int, int]], limit: int
+) -> tuple[int, int]:
+    """Run passes of up to limit persons until one finds fewer; sum their counts.
+
+    A pass returns the persons it took and what it did to them.
+    """
+    persons = done = 0
+    while True:
+        taken, count = one_pass(limit)
+        persons, done = persons + taken, done + count
+        if taken < limit:
+            return persons, done
 
 
 def _text(data: bytes | None) -> str | None:
