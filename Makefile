@@ -19,7 +19,7 @@ unit: $(INSTALLED)
 	$(PYTHON) -m pytest tests/unit
 
 # Apache Kafka and PostgreSQL as for the tests; prints figures beside ceilings
-# measured in the same run and writes them to bench/results.json.
+# measured in the same run, saves them in bench/results/, plots in bench/plots/.
 bench: $(INSTALLED)
 	DATABASE_URL="$$(infra/scripts/ensure-postgres.sh)" $(PYTHON) -m bench.run
 
