@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from schemas.config import CONFIG_KEY
 from schemas.person import PersonHired, PersonUpdated
 from schemas.segments import Program, Role, RuleAction, Segment
 from workers.config_file import ConfigFile, RuleEntry
+from workers.demo import worker_process
 from workers.publishing import (
     keyed_by_person,
     publish_events,
@@ -236,3 +238,33 @@ def test_invalid_input_is_dead_lettered_verbatim_and_the_worker_carries_on(
     assert letters[0]["source_topic"] == settings.kafka.person_topic
     assert letters[0]["error"].startswith("invalid event")
     assert memberships(store) == {("eng", Role.MENTEE, "p-1", "eng-mentees")}
+
+
+def test_the_worker_sweeps_on_its_cadence_and_repairs_drift(
+    settings, store, producer, hire, tmp_path
+):
+    swept_often = Settings(
+        settings.postgres,
+        settings.kafka,
+        settings.worker.model_copy(update={"sweep_interval_s": 1.0}),
+    )
+    with worker_process(swept_often, tmp_path / "worker.log"):
+        publish_config(settings, producer, store, ENGINEERING)
+        publish_people(settings, producer, store, hire)
+        # Drift: the membership disappears behind the engine's back.
+        with store.transaction() as tx:
+            tx.conn.execute("DELETE FROM memberships WHERE person_id = 'p-1'")
+
+        deadline = time.monotonic() + 60
+        while not memberships(store) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        wait_until_outbox_empty(store)
+
+    assert memberships(store) == {("eng", Role.MENTEE, "p-1", "eng-mentees")}
+    added = [summary(event) for event in membership_events(settings)]
+    assert added == [("membership.added", "eng", "mentee", "p-1", "eng-mentees")] * 2
+    with store.transaction() as tx:
+        repaired = tx.conn.execute(
+            "SELECT count(*) FROM sweeps WHERE changes = 1"
+        ).fetchone()
+    assert repaired == (1,)
