@@ -310,6 +310,16 @@ def known_variables() -> set[str]:
     return names
 
 
+def variable_names(name: str) -> str:
+    """Spell out every variable a setting reads, given the first of them."""
+    for _, section in SECTIONS:
+        for field in section.model_fields.values():
+            alias = field.validation_alias
+            if isinstance(alias, AliasChoices) and alias.choices[0] == name:
+                return " or ".join(str(choice) for choice in alias.choices)
+    return name
+
+
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """Name each MENTORFLOW_ variable that no setting reads, with a likely fix.
 

@@ -27,6 +27,7 @@ from infra.settings import (
     Settings,
     WorkerSettings,
     unknown_variables,
+    variable_names,
 )
 from rules.explain import explain_person
 from schemas.errors import MentorflowError
@@ -522,7 +523,14 @@ def run_explain(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_schemas_export(settings: Settings, args: argparse.Namespace) -> int:
     """Write the JSON Schemas of every event to a folder."""
-    for path in export_json_schemas(args.directory):
+    try:
+        written = export_json_schemas(args.directory)
+    except OSError as error:
+        raise WorkerError(
+            f"cannot write the schemas into {args.directory}: {error.strerror};"
+            " expected a folder, or a path where one can be created"
+        ) from None
+    for path in written:
         console.print(f"wrote {path}")
     return 0
 
@@ -655,6 +663,7 @@ def _settings_problem(error: ValidationError) -> str:
         # A field read under an alias reports the variable's own name.
         if not name.startswith(("MENTORFLOW_", "DATABASE_URL", "KAFKA_")):
             name = prefix + name
+        name = variable_names(name)
         hint = _FORMS.get(str(detail["type"]).split("_")[0], "")
         # URLs and passwords may hold credentials: never echo them.
         secret = "URL" in name or "PASSWORD" in name

@@ -56,6 +56,8 @@ def read_roster(path: Path) -> dict[str, dict[str, Any]]:
         id_column = next(
             (c for c in ID_COLUMNS if c in (reader.fieldnames or [])), None
         )
+        if reader.fieldnames is None:
+            raise HRFileError(f"roster {path} is empty; expected a header row")
         if id_column is None:
             raise HRFileError(
                 f"roster {path} has no person_id or employee_id column;"

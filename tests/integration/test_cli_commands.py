@@ -247,7 +247,10 @@ def test_import_of_a_roster_it_cannot_read_fails_and_publishes_nothing(
     without_ids = cli_factory("import", str(no_ids))
 
     assert missing.returncode == without_ids.returncode == 1
-    assert f"No such file or directory: '{tmp_path / 'nowhere.csv'}'" in missing.stderr
+    assert missing.stderr == (
+        f"mentorflow: cannot read the roster {tmp_path / 'nowhere.csv'}:"
+        " No such file or directory\n"
+    )
     assert (
         f"roster {no_ids} has no person_id or employee_id column;"
         " found ['name', 'title']" in without_ids.stderr

@@ -53,6 +53,23 @@ def test_the_command_line_names_the_variable_and_never_echoes_a_url(
     assert "hunter2" not in error
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("DATABASE_URL", "sqlite:///x.db", "MENTORFLOW_POSTGRES_URL or DATABASE_URL"),
+        ("KAFKA_BOOTSTRAP", "", "MENTORFLOW_KAFKA_BOOTSTRAP or KAFKA_BOOTSTRAP"),
+    ],
+)
+def test_a_setting_read_under_two_names_is_refused_under_both(
+    monkeypatch, capsys, variable, value, named
+):
+    monkeypatch.setenv(variable, value)
+
+    assert main(["members", "guild"]) == 2
+
+    assert f"  {named}: " in capsys.readouterr().err
+
+
 def test_a_bad_date_setting_says_the_expected_form(monkeypatch, capsys):
     monkeypatch.setenv("MENTORFLOW_AS_OF", "yesterday")
 

@@ -184,3 +184,19 @@ def test_lag_against_an_unreachable_bootstrap_exits_1_within_its_timeout(free_po
     assert line.startswith("mentorflow: reading the lag of group 'mentorflow'")
     assert f"from kafka at {bootstrap} failed after 2." in line
     assert result.stdout == ""
+
+
+def test_schemas_export_into_a_file_is_refused_with_the_path(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+
+    assert main(["schemas", "export", str(taken)]) == 1
+    assert main(["schemas", "export", str(taken / "sub")]) == 1
+
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"mentorflow: cannot write the schemas into {taken}: File exists;"
+        " expected a folder, or a path where one can be created",
+        f"mentorflow: cannot write the schemas into {taken / 'sub'}: Not a"
+        " directory; expected a folder, or a path where one can be created",
+    ]

@@ -104,6 +104,12 @@ def test_roster_without_an_id_column_is_refused(csv_factory: CsvFactory) -> None
         read_roster(path)
 
 
+def test_an_empty_roster_is_refused(csv_factory: CsvFactory) -> None:
+    path = csv_factory("people.csv", "")
+    with pytest.raises(HRFileError, match="is empty; expected a header row"):
+        read_roster(path)
+
+
 def test_a_missing_roster_is_refused_with_its_path(tmp_path: Path) -> None:
     with pytest.raises(HRFileError, match=r"cannot read the roster .*absent\.csv"):
         read_roster(tmp_path / "absent.csv")
