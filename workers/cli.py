@@ -179,9 +179,15 @@ def _run_worker(settings: Settings) -> int:
     ensure_topics(settings.kafka)
     engine = build_engine(settings, store)
     producer = _relay_producer(settings)
-    relay = OutboxRelay(store, producer, settings.worker.relay_batch_size)
+    metrics = WorkerMetrics()
+    relay = OutboxRelay(
+        store,
+        producer,
+        settings.worker.relay_batch_size,
+        on_published=metrics.record_published,
+    )
     lag_reader = LagReader.for_worker(settings.kafka)
-    app = build_app(settings, engine, relay, WorkerMetrics(), lag_reader)
+    app = build_app(settings, engine, relay, metrics, lag_reader)
     worker = faust.Worker(
         app,
         loglevel=settings.worker.log_level,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -18,6 +18,7 @@ from prometheus_client import (
 )
 
 from infra.lag import PartitionLag
+from infra.store import OutboxRow
 from schemas.config import ConfigEvent
 from schemas.person import PersonEvent
 from workers.engine import Outcome, SweepResult
@@ -114,6 +115,12 @@ class WorkerMetrics:
         self.membership_changes = Counter(
             "mentorflow_membership_changes",
             "Membership changes decided by person events",
+            ["program", "role", "action"],
+            registry=r,
+        )
+        self.membership_events_published = Counter(
+            "mentorflow_membership_events_published",
+            "Membership events the relay published, whatever decided them",
             ["program", "role", "action"],
             registry=r,
         )
@@ -230,6 +237,19 @@ class WorkerMetrics:
         # of people, which the outcome does not list.
         if source == CONFIG_SOURCE:
             self.config_membership_changes.inc(outcome.changes)
+
+    def record_published(self, rows: Sequence[OutboxRow]) -> None:
+        """Count the membership events among outbox rows the relay published."""
+        for row in rows:
+            event = row.decoded()
+            kind = event.get("type")
+            if not isinstance(kind, str) or not kind.startswith("membership."):
+                continue
+            self.membership_events_published.labels(
+                event.get("program_id"),
+                event.get("role"),
+                kind.removeprefix("membership."),
+            ).inc()
 
     def record_batch(self, size: int, seconds: float) -> None:
         """Record one batch of person records handled by the person agent."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kafka.errors import KafkaError
 
 from infra.kafka import BrokerUnavailableError
-from infra.store import RELAY_LOCK_KEY, Store
+from infra.store import RELAY_LOCK_KEY, OutboxRow, Store
 from schemas.errors import MentorflowError
 from workers.retry import backoff_s
 
@@ -26,10 +27,19 @@ class OutboxRelay:
     in the order they were decided.
     """
 
-    def __init__(self, store: Store, producer: Any, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        store: Store,
+        producer: Any,
+        batch_size: int = 500,
+        on_published: Callable[[Sequence[OutboxRow]], None] | None = None,
+    ) -> None:
         self.store = store
         self.producer = producer
         self.batch_size = batch_size
+        # Told of each batch once the broker acknowledged it and its rows left
+        # the outbox; the worker counts membership events with it.
+        self.on_published = on_published
 
     def relay_once(self, timeout_s: float = 30.0) -> int:
         """Publish one batch; return how many events left the outbox."""
@@ -53,6 +63,8 @@ class OutboxRelay:
                 ) from error
             tx.delete_outbox([row.id for row in rows])
         logger.debug("relayed outbox events count=%d", len(rows))
+        if self.on_published is not None:
+            self.on_published(rows)
         return len(rows)
 
     def drain(self) -> int:

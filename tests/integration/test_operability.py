@@ -216,6 +216,8 @@ def test_probes_and_metrics_are_served_on_the_web_port(
     assert sample(port, processed, **applied) == 1
     added = {"program": "eng", "role": "mentee", "action": "added"}
     assert sample(port, "mentorflow_membership_changes_total", **added) == 2
+    published = "mentorflow_membership_events_published_total"
+    wait_for("published events counted", lambda: sample(port, published, **added) == 2)
     # Person records go in batches (the default), timed per batch, not per record.
     assert sample(port, "mentorflow_person_batch_size_sum") == 2
     assert (sample(port, "mentorflow_person_batch_seconds_count") or 0) >= 1

@@ -6,6 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.lag import PartitionLag
+from infra.store import OutboxRow
 from rules.evaluation import Decision
 from schemas.membership import MembershipAction
 from schemas.segments import Role
@@ -116,6 +117,30 @@ def test_records_of_a_batch_are_counted_and_timed_only_by_their_batch():
     assert value(metrics, "mentorflow_person_batch_size_bucket", le="1000.0") == 2
     assert value(metrics, "mentorflow_person_batch_seconds_count") == 2
     assert value(metrics, "mentorflow_person_batch_seconds_sum") == pytest.approx(1.8)
+
+
+def test_published_membership_events_are_counted_whatever_decided_them():
+    metrics = WorkerMetrics()
+    added = b'{"type": "membership.added", "program_id": "eng", "role": "mentor"}'
+    removed = b'{"type": "membership.removed", "program_id": "eng", "role": "mentee"}'
+    letter = b'{"event_id": "x", "error": "invalid event", "payload": "{"}'
+
+    metrics.record_published(
+        [
+            OutboxRow(1, "mentorflow.membership-events", "p-1", added),
+            OutboxRow(2, "mentorflow.membership-events", "p-2", added),
+            OutboxRow(3, "mentorflow.membership-events", "p-1", removed),
+            OutboxRow(4, "mentorflow.dead-letter", None, letter),
+        ]
+    )
+
+    published = "mentorflow_membership_events_published_total"
+    mentor_added = {"program": "eng", "role": "mentor", "action": "added"}
+    mentee_removed = {"program": "eng", "role": "mentee", "action": "removed"}
+    assert value(metrics, published, **mentor_added) == 2
+    assert value(metrics, published, **mentee_removed) == 1
+    counted = [key for key in exported(metrics) if key[0] == published]
+    assert len(counted) == 2
 
 
 def test_config_outcomes_report_only_their_count_of_changes():
