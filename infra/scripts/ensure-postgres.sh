@@ -52,6 +52,12 @@ done
 if ! psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$role'" | grep -q 1; then
   psql_admin -c "CREATE ROLE $role LOGIN CREATEDB PASSWORD '$password'" >&2
 fi
+# Dropping a test database WITH (FORCE) terminates what still runs in it,
+# autovacuum workers included, which only pg_signal_backend may do.
+if ! psql_admin -tAc "SELECT pg_has_role('$role', 'pg_signal_backend', 'MEMBER')" \
+  | grep -q t; then
+  psql_admin -c "GRANT pg_signal_backend TO $role" >&2
+fi
 if ! psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$database'" | grep -q 1
 then
   psql_admin -c "CREATE DATABASE $database OWNER $role" >&2
