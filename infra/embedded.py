@@ -101,6 +101,24 @@ class _ParentDeathSignal:
             os._exit(1)
 
 
+def running_postmaster(pgdata: Path) -> int | None:
+    """Return the pid of a live PostgreSQL server on pgdata, or None."""
+    try:
+        first_line = (pgdata / "postmaster.pid").read_text().split("\n", 1)[0]
+        pid = int(first_line)
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        # A server that was killed leaves its pid file; it starts over it.
+        return None
+    except PermissionError:
+        # Alive, but another user's: the embedded server may run as one.
+        return pid
+    return pid
+
+
 class EmbeddedStack:
     """A PostgreSQL server and a tansu broker running as children of this process.
 
@@ -141,6 +159,12 @@ class EmbeddedStack:
         if self._endpoints is not None:
             raise EmbeddedStackError(
                 f"the embedded stack in {self._data_dir} is already started"
+            )
+        owner = running_postmaster(self._pgdata)
+        if owner is not None:
+            raise EmbeddedStackError(
+                f"an embedded stack already runs in {self._data_dir} (postgres pid"
+                f" {owner}); use it, stop it, or choose another MENTORFLOW_DATA_DIR"
             )
 
         deadline = _Deadline.after(timeout_s)
