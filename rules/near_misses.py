@@ -19,7 +19,9 @@ from rules.segments import as_aliases, condition_matches, iter_conditions
 from rules.values import as_text
 from schemas.segments import Condition, Operator, Segment
 
-# The operators whose values name the texts a person should have.
+# The operators whose values name the texts a person should have. contains and
+# includes conditions get no near misses: a fragment or a list item has no
+# whole text to be a small edit away from.
 _NAMED_TEXT_OPERATORS = frozenset(
     {Operator.EQ, Operator.NE, Operator.IN, Operator.NOT_IN, Operator.STARTS_WITH}
 )

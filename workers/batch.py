@@ -99,6 +99,10 @@ def as_released(events: Iterable[PersonEvent], zone: ZoneInfo) -> list[PersonEve
     the stored record only when that holds a change written at or after the
     instant the held one counts as written: an ordinary update written during
     the effective day wins over the held change, one written before it loses.
+
+    An ordinary event effective on that day that arrives only after the release
+    can still lose to it as stale, because a person's stored version keeps the
+    instant the held change counts as written, not its own occurred_at.
     """
     released: list[PersonEvent] = []
     for event in sorted(events, key=_release_order):

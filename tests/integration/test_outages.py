@@ -1,4 +1,8 @@
-"""The worker rides out a broker restart and a database outage, losing nothing."""
+"""The worker rides out a broker restart and a database outage, losing nothing.
+
+The database outage refuses new connections and ends every backend; the server
+process itself is not restarted.
+"""
 
 from __future__ import annotations
 
