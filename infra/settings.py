@@ -170,32 +170,22 @@ class KafkaSettings(BaseSettings):
             )
         return value
 
-    @field_validator("sasl_username")
+    @field_validator("sasl_username", "sasl_password")
     @classmethod
-    def _check_username(cls, value: str | None, info: ValidationInfo) -> str | None:
+    def _check_credential(
+        cls, value: str | SecretStr | None, info: ValidationInfo
+    ) -> str | SecretStr | None:
+        assert info.field_name is not None
+        variable = f"MENTORFLOW_KAFKA_{info.field_name.upper()}"
+        given = value.get_secret_value() if isinstance(value, SecretStr) else value
         mechanism = info.data.get("sasl_mechanism")
-        if mechanism is not None and not value:
+        if mechanism is not None and not given:
+            what = "user name" if info.field_name == "sasl_username" else "password"
             raise ValueError(
-                f"SASL mechanism {mechanism} needs a user name; set"
-                " MENTORFLOW_KAFKA_SASL_USERNAME"
+                f"SASL mechanism {mechanism} needs a {what}; set {variable}"
             )
         if mechanism is None and value is not None:
-            _refuse_unused_credential("MENTORFLOW_KAFKA_SASL_USERNAME", info)
-        return value
-
-    @field_validator("sasl_password")
-    @classmethod
-    def _check_password(
-        cls, value: SecretStr | None, info: ValidationInfo
-    ) -> SecretStr | None:
-        mechanism = info.data.get("sasl_mechanism")
-        if mechanism is not None and (value is None or not value.get_secret_value()):
-            raise ValueError(
-                f"SASL mechanism {mechanism} needs a password; set"
-                " MENTORFLOW_KAFKA_SASL_PASSWORD"
-            )
-        if mechanism is None and value is not None:
-            _refuse_unused_credential("MENTORFLOW_KAFKA_SASL_PASSWORD", info)
+            _refuse_unused_credential(variable, info)
         return value
 
     @field_validator("ssl_cafile")
