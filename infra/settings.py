@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -20,6 +21,9 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 # The starts of libpq parse errors that quote an option's name, never a value.
 _NAMED_OPTION = ("invalid URI query parameter", "invalid connection option")
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+# What Kafka accepts as a topic name ("." and ".." aside).
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+TOPIC_FIELDS = ("person_topic", "config_topic", "membership_topic", "dead_letter_topic")
 TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 
 
@@ -147,6 +151,26 @@ class KafkaSettings(BaseSettings):
                 raise ValueError(
                     f"expected host:port[,host:port...], got {value!r};"
                     " set MENTORFLOW_KAFKA_BOOTSTRAP like 127.0.0.1:9092"
+                )
+        return value
+
+    @field_validator(*TOPIC_FIELDS)
+    @classmethod
+    def _check_topic(cls, value: str, info: ValidationInfo) -> str:
+        assert info.field_name is not None
+        variable = f"MENTORFLOW_KAFKA_{info.field_name.upper()}"
+        if not TOPIC_NAME.fullmatch(value) or value in (".", ".."):
+            raise ValueError(
+                "expected a Kafka topic name of 1 to 249 letters, digits, '.', '_'"
+                f" or '-'; set {variable} to one like hr.person-events"
+            )
+        # Records published to a topic the worker also consumes would come back
+        # as input: a dead letter of a dead letter, without end.
+        for other in TOPIC_FIELDS[: TOPIC_FIELDS.index(info.field_name)]:
+            if info.data.get(other) == value:
+                raise ValueError(
+                    f"topic {value!r} is already MENTORFLOW_KAFKA_{other.upper()};"
+                    f" give {variable} a topic of its own"
                 )
         return value
 

@@ -291,3 +291,43 @@ def test_a_refused_url_is_never_echoed(url: str) -> None:
 
     assert "s3cr3t" not in caught.value.errors()[0]["msg"]
     assert "s3cr3t" not in str(caught.value)
+
+
+# -- topics -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "taken_by"),
+    [
+        ("dead_letter_topic", "PERSON_TOPIC"),
+        ("dead_letter_topic", "CONFIG_TOPIC"),
+        ("membership_topic", "PERSON_TOPIC"),
+        ("config_topic", "PERSON_TOPIC"),
+    ],
+)
+def test_a_topic_used_twice_is_refused_naming_both_variables(field, taken_by):
+    # A dead-letter topic the worker consumes would dead-letter its own letters.
+    taken = getattr(KafkaSettings(), taken_by.lower())
+
+    with pytest.raises(ValidationError) as refused:
+        KafkaSettings(**{field: taken})
+
+    message = str(refused.value)
+    assert f"MENTORFLOW_KAFKA_{taken_by}" in message
+    assert f"MENTORFLOW_KAFKA_{field.upper()}" in message
+
+
+@pytest.mark.parametrize("name", ["", "hr person events", "hr/events", "..", "x" * 250])
+def test_a_topic_name_kafka_refuses_is_refused(name):
+    with pytest.raises(ValidationError, match="expected a Kafka topic name"):
+        KafkaSettings(person_topic=name)
+
+
+def test_the_command_line_names_a_topic_used_twice(monkeypatch, capsys):
+    monkeypatch.setenv("MENTORFLOW_KAFKA_DEAD_LETTER_TOPIC", "hr.person-events")
+
+    assert main(["members", "guild"]) == 2
+
+    error = capsys.readouterr().err
+    assert "MENTORFLOW_KAFKA_DEAD_LETTER_TOPIC: " in error
+    assert "already MENTORFLOW_KAFKA_PERSON_TOPIC" in error
