@@ -126,6 +126,14 @@ CASES = [
         event(type="person.updated", person_id="c-1", changes={"ti\u0000tle": "x"}),
         "person.updated: changes key 'ti\\x00tle' contains a NUL character",
     ),
+    # JSON has no NaN, but json.dumps writes it and parsers read it back;
+    # PostgreSQL's jsonb refuses it.
+    Case(
+        "NaN attribute",
+        "person",
+        event(**{**HIRE, "attributes": {"title": "x", "salary": float("nan")}}),
+        "person.hired: attributes.salary is NaN or infinite",
+    ),
     # Valid UTF-8 holding a NUL byte: dead-lettered as base64, not as text.
     Case(
         "NUL byte after the event",
