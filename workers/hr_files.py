@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -32,6 +36,9 @@ HISTORY_COLUMNS = (
     "department_id",
     "department_name",
 )
+# A cell in this form is a number; Python's int() and float() take more, such
+# as "1_000", "nan" and "Infinity" (a person may be called Nan).
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -46,12 +53,14 @@ class RejectedRow:
 def read_roster(path: Path) -> dict[str, dict[str, Any]]:
     """Return each person's attributes from a roster CSV, by person_id.
 
-    Empty cells are left out; cells that read as numbers become numbers, except
-    in identifier columns (``*_id``), which stay text. Raises HRFileError when
-    the file cannot be read or has no identifier column.
+    Empty cells are left out; cells that read as finite numbers become
+    numbers, except in identifier columns (``*_id``), which stay text. Raises
+    HRFileError when the file cannot be read, has no identifier column, or a
+    row has no id or the id of an earlier row.
     """
     roster: dict[str, dict[str, Any]] = {}
-    with _open_csv(path, "roster") as file:
+    lines: dict[str, int] = {}
+    with _open_csv(path, "roster") as file, _readable(path, "roster"):
         reader = csv.DictReader(file)
         id_column = next(
             (c for c in ID_COLUMNS if c in (reader.fieldnames or [])), None
@@ -64,7 +73,21 @@ def read_roster(path: Path) -> dict[str, dict[str, Any]]:
                 f" found {reader.fieldnames}"
             )
         for row in reader:
-            person_id = row.pop(id_column).strip()
+            line = reader.line_num
+            if None in row:
+                raise HRFileError(
+                    f"roster {path} line {line}: more cells than the"
+                    f" {len(reader.fieldnames)} columns of the header"
+                )
+            person_id = (row.pop(id_column) or "").strip()
+            if not person_id:
+                raise HRFileError(f"roster {path} line {line}: no {id_column}")
+            if person_id in lines:
+                raise HRFileError(
+                    f"roster {path} line {line}: {id_column} {person_id!r} is"
+                    f" already on line {lines[person_id]}; one row a person"
+                )
+            lines[person_id] = line
             roster[person_id] = {
                 COLUMN_ATTRIBUTES.get(column, column): _cell(column, value)
                 for column, value in row.items()
@@ -135,7 +158,10 @@ def _validated_rows(
     history_path: Path, roster: dict[str, dict[str, Any]]
 ) -> tuple[dict[str, list[dict[str, Any]]], list[RejectedRow]]:
     by_person: dict[str, list[dict[str, Any]]] = {}
-    with _open_csv(history_path, "job history") as file:
+    with (
+        _open_csv(history_path, "job history") as file,
+        _readable(history_path, "job history"),
+    ):
         reader = csv.DictReader(file)
         missing = [c for c in HISTORY_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -187,9 +213,24 @@ def _row_problem(
 
 def _open_csv(path: Path, what: str) -> Any:
     try:
-        return path.open(newline="")
+        # An export from a spreadsheet may start with a byte order mark.
+        return path.open(newline="", encoding="utf-8-sig")
     except OSError as error:
         raise HRFileError(f"cannot read the {what} {path}: {error.strerror}") from None
+
+
+@contextmanager
+def _readable(path: Path, what: str) -> Iterator[None]:
+    """Turn a file that is not UTF-8 text or not CSV into an HRFileError."""
+    try:
+        yield
+    except UnicodeDecodeError as error:
+        raise HRFileError(
+            f"the {what} {path} is not UTF-8 text (it holds byte"
+            f" {error.object[error.start]:#x}); save it as UTF-8"
+        ) from None
+    except csv.Error as error:
+        raise HRFileError(f"the {what} {path} is not CSV: {error}") from None
 
 
 def _iso_date(text: str | None, path: Path, line: int) -> date:
@@ -214,13 +255,12 @@ def _job(row: dict[str, Any]) -> dict[str, Any]:
 
 def _cell(column: str, value: str) -> Any:
     text = value.strip()
-    if column.endswith("_id") or column.endswith("_date"):
+    if column.endswith(("_id", "_date")) or not NUMBER.fullmatch(text):
         return text
     try:
         return int(text)
     except ValueError:
         pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
+    number = float(text)
+    # Too large for a double: kept as written rather than as infinity.
+    return number if math.isfinite(number) else text

@@ -98,6 +98,65 @@ def test_roster_accepts_a_person_id_column(csv_factory: CsvFactory) -> None:
     }
 
 
+def test_roster_keeps_as_text_what_only_python_reads_as_a_number(
+    csv_factory: CsvFactory,
+) -> None:
+    # float() reads "Nan" and "inf", which JSON cannot carry, and "1_000".
+    path = csv_factory(
+        "people.csv",
+        """
+        person_id,first_name,last_name,code,huge,grade,rate
+        1,Nan,Inf,1_000,1e999,-3,2.5e-1
+        """,
+    )
+    assert read_roster(path) == {
+        "1": {
+            "first_name": "Nan",
+            "last_name": "Inf",
+            "code": "1_000",
+            "huge": "1e999",
+            "grade": -3,
+            "rate": 0.25,
+        }
+    }
+
+
+def test_roster_reads_a_spreadsheets_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_bytes("employee_id,title\n1,Engineer\n".encode("utf-8-sig"))
+    assert read_roster(path) == {"1": {"title": "Engineer"}}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("employee_id,title\n1,A\n,B\n", "line 3: no employee_id"),
+        ("employee_id,title\n1,A,B\n", "line 2: more cells than the 2 columns"),
+        (
+            "employee_id,title\n1,A\n2,B\n 1 ,C\n",
+            "line 4: employee_id '1' is already on line 2",
+        ),
+    ],
+)
+def test_roster_rows_without_an_id_of_their_own_are_refused(
+    csv_factory: CsvFactory, text: str, problem: str
+) -> None:
+    path = csv_factory("people.csv", text)
+    with pytest.raises(HRFileError, match=problem):
+        read_roster(path)
+
+
+def test_a_roster_or_history_that_is_not_utf8_is_refused_with_its_path(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("employee_id,title\n1,Caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(HRFileError, match=r"roster .*latin1\.csv is not UTF-8 text"):
+        read_roster(path)
+    with pytest.raises(HRFileError, match=r"history .*latin1\.csv is not UTF-8 text"):
+        history_events(path, {}, replayed_at=REPLAYED_AT)
+
+
 def test_roster_without_an_id_column_is_refused(csv_factory: CsvFactory) -> None:
     path = csv_factory("people.csv", "name,title\nAda,Engineer\n")
     with pytest.raises(HRFileError, match="no person_id or employee_id column"):
