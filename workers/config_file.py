@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,9 @@ from schemas.common import FrozenModel, new_event_id, utc_now
 from schemas.config import ConfigApplied
 from schemas.segments import Program, Role, Rule, RuleAction, RuleStatus, Segment
 from workers.errors import WorkerError
+
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 class RuleEntry(FrozenModel):
@@ -64,13 +68,44 @@ class ConfigFile(FrozenModel):
         )
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, but a date stays text and a key may not repeat.
+
+    Conditions compare dates written as yyyy-mm-dd text; the safe loader would
+    turn an unquoted ``value: 2018-01-01`` into a date that no condition takes.
+    It would also keep only the last of two ``rules:`` sections, dropping the
+    rules of the first without a word.
+    """
+
+    def construct_mapping(
+        self, node: yaml.MappingNode, deep: bool = False
+    ) -> dict[Hashable, Any]:
+        seen: set[str] = set()
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE:
+                continue
+            if key.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key.value!r} appears twice", key.start_mark
+                )
+            seen.add(key.value)
+        return super().construct_mapping(node, deep)
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def load_config_file(path: Path) -> ConfigFile:
     """Read and validate a YAML configuration file.
 
     Raises WorkerError naming the file and the first problems found.
     """
     try:
-        raw: Any = yaml.safe_load(path.read_text())
+        # From bytes, the reader detects the encoding and reports bad UTF-8.
+        raw: Any = yaml.load(path.read_bytes(), Loader=_Loader)
     except (OSError, yaml.YAMLError) as error:
         raise WorkerError(f"cannot read config file {path}: {error}") from None
     try:
@@ -100,6 +135,14 @@ def _check_positions(path: Path, config: ConfigFile) -> None:
 
 
 def _check_references(path: Path, config: ConfigFile) -> None:
+    # A second definition would silently replace the first.
+    for kind, ids in (
+        ("program", [program.program_id for program in config.programs]),
+        ("segment", [segment.segment_id for segment in config.segments]),
+    ):
+        twice = sorted({item for item in ids if ids.count(item) > 1})
+        if twice:
+            raise WorkerError(f"config file {path}: {kind} {twice[0]!r} listed twice")
     programs = {program.program_id for program in config.programs}
     segments = {segment.segment_id for segment in config.segments}
     seen: set[str] = set()

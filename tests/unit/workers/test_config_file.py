@@ -162,6 +162,26 @@ def test_empty_file_is_an_empty_config(
             " segment: it}\n",
             "is invalid: rules.2.action",
         ),
+        (
+            MINIMAL.replace(
+                "- {program_id: p1}", "- {program_id: p1}\n  - {program_id: p1}"
+            ),
+            "program 'p1' listed twice",
+        ),
+        (
+            MINIMAL + "segments:\n  - segment_id: it\n"
+            "    definition: {attribute: department, operator: eq, value: HR}\n",
+            "key 'segments' appears twice",
+        ),
+        (
+            MINIMAL.replace("segment_id: sales", "segment_id: it"),
+            "segment 'it' listed twice",
+        ),
+        (
+            "segments:\n  - segment_id: s\n"
+            "    definition: {attribute: salary, operator: gte, value: .nan}\n",
+            "is NaN or infinite",
+        ),
     ],
     ids=[
         "bad-yaml",
@@ -174,6 +194,10 @@ def test_empty_file_is_an_empty_config(
         "unknown-program",
         "unknown-segment",
         "unknown-action",
+        "duplicate-program",
+        "duplicate-key",
+        "duplicate-segment",
+        "nan-value",
     ],
 )
 def test_invalid_file_raises_worker_error_naming_the_file(
@@ -183,6 +207,30 @@ def test_invalid_file_raises_worker_error_naming_the_file(
     with pytest.raises(WorkerError, match=re.escape(message)) as raised:
         load_config_file(path)
     assert str(path) in str(raised.value)
+
+
+def test_a_file_that_is_not_utf8_raises_worker_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("programs: [{program_id: caf\u00e9}]\n".encode("latin-1"))
+    with pytest.raises(WorkerError, match=r"cannot read config file .*latin1\.yaml"):
+        load_config_file(path)
+
+
+def test_an_unquoted_date_is_a_date_condition_value(
+    config_path_factory: ConfigPathFactory,
+) -> None:
+    # YAML reads 2018-01-01 as a date; conditions take dates as yyyy-mm-dd text.
+    config = load_config_file(
+        config_path_factory(
+            """
+            segments:
+              - segment_id: s
+                definition: {attribute: hire_date, operator: gte, value: 2018-01-01}
+            """
+        )
+    )
+    [segment] = config.segments
+    assert segment.definition.value == "2018-01-01"  # type: ignore[union-attr]
 
 
 def test_missing_file_raises_worker_error(tmp_path: Path) -> None:
