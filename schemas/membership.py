@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -68,8 +69,19 @@ class MembershipEvent(EventBase):
         )
 
 
+# A dead letter must fit in one Kafka record, which producers and brokers cap at
+# 1 MiB unless configured otherwise; escaping can make a payload much longer as
+# JSON text than it was as a record, and the rest of the letter needs room too.
+PAYLOAD_MAX_BYTES = 900_000
+
+
 class DeadLetter(EventBase):
-    """An input that could not be processed, kept verbatim with the reason."""
+    """An input that could not be processed, kept verbatim with the reason.
+
+    An input whose payload would not fit in PAYLOAD_MAX_BYTES of JSON keeps only
+    its beginning, and ``payload_truncated_from`` gives its size in bytes; the
+    whole input stays on its source topic, at its partition and offset.
+    """
 
     type: Literal["dead_letter"] = "dead_letter"
     error: str
@@ -81,6 +93,30 @@ class DeadLetter(EventBase):
     # character (which PostgreSQL cannot store), else base64.
     payload: str | None = None
     payload_base64: str | None = None
+    payload_truncated_from: int | None = Field(default=None, ge=0)
+
+    @classmethod
+    def of_record(cls, raw: bytes, **fields: Any) -> DeadLetter:
+        """Return the dead letter of an input, its payload cut to fit if need be."""
+        try:
+            text: str | None = raw.decode()
+        except UnicodeDecodeError:
+            text = None
+        if text is not None and "\x00" not in text:
+            if _json_size(text) <= PAYLOAD_MAX_BYTES:
+                return cls(payload=text, **fields)
+            return cls(
+                payload=_text_within(text, PAYLOAD_MAX_BYTES),
+                payload_truncated_from=len(raw),
+                **fields,
+            )
+        # Base64 takes 4 characters for every 3 bytes, and JSON escapes none.
+        kept = raw[: PAYLOAD_MAX_BYTES // 4 * 3]
+        return cls(
+            payload_base64=base64.b64encode(kept).decode(),
+            payload_truncated_from=len(raw) if len(kept) < len(raw) else None,
+            **fields,
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -93,3 +129,18 @@ class DeadLetter(EventBase):
                 encoded = base64.b64encode(payload.encode()).decode()
                 return data | {"payload": None, "payload_base64": encoded}
         return data
+
+
+def _json_size(text: str) -> int:
+    """Bytes of text as a JSON string, as json.dumps and PostgreSQL's jsonb write it."""
+    return len(json.dumps(text, ensure_ascii=False).encode())
+
+
+def _text_within(text: str, max_bytes: int) -> str:
+    """Return the longest beginning of text whose JSON string fits max_bytes."""
+    cut = len(text)
+    while (size := _json_size(text[:cut])) > max_bytes:
+        # Escapes spread unevenly, so the proportional guess may take a few tries;
+        # each is shorter than the last.
+        cut = min(cut - 1, cut * max_bytes // size)
+    return text[:cut]

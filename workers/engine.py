@@ -756,7 +756,8 @@ class Engine:
         self, raw: bytes, key: bytes | None, source: SourcePosition, error: str
     ) -> DeadLetter:
         """Return the dead letter of a record; its id derives from the position."""
-        return DeadLetter(
+        return DeadLetter.of_record(
+            raw,
             event_id=dead_letter_id(source),
             occurred_at=self.clock.now(),
             error=error,
@@ -764,8 +765,6 @@ class Engine:
             source_partition=source.partition,
             source_offset=source.offset,
             key=_text(key),
-            payload=_utf8(raw),
-            payload_base64=None if _utf8(raw) is not None else _base64(raw),
         )
 
 

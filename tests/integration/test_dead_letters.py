@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from datetime import UTC, datetime
 
@@ -113,3 +114,43 @@ def test_the_corpus_is_dead_lettered_verbatim_and_the_worker_carries_on(
     while cli_factory("lag", "--max-lag", "0").returncode != 0:
         assert time.monotonic() < deadline, cli_factory("lag").stdout
         time.sleep(1)
+
+
+def test_a_dead_letter_too_long_for_one_record_keeps_the_beginning_and_nothing_stalls(
+    settings, store: Store, producer, worker_factory
+):
+    worker_factory()
+    kafka = settings.kafka
+    ids = publish_events(producer, kafka.config_topic, [(CONFIG_KEY, KNOWN.to_event())])
+    wait_until_processed(store, ids)
+
+    # Over the worker's size limit, under the broker's, and twice as long once
+    # escaped as a JSON string in its dead letter: too long for one record.
+    raw = json.dumps(
+        {
+            "schema_version": 2,
+            "event_id": "too-new",
+            "occurred_at": "2026-05-01T09:00:00+00:00",
+            "type": "person.hired",
+            "person_id": "c-1",
+            "attributes": {"notes": '"' * 480_000},
+        }
+    ).encode()
+    metadata = producer.send(kafka.person_topic, key="c-1", value=raw).get(timeout=30)
+    hire = PersonHired(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        person_id="c-2",
+        attributes={"title": "Engineer"},
+    )
+    ids = publish_events(producer, kafka.person_topic, keyed_by_person([hire]))
+    wait_until_processed(store, ids)
+    wait_until_outbox_empty(store)
+
+    [letter] = read_topic(kafka, kafka.dead_letter_topic, idle_timeout_s=2)
+    assert letter["source_offset"] == metadata.offset
+    assert letter["payload_truncated_from"] == len(raw)
+    assert raw.startswith(letter["payload"].encode())
+    assert f"exceeds the limit of {MAX_EVENT_BYTES} bytes" in letter["error"]
+    [added] = read_topic(kafka, kafka.membership_topic, idle_timeout_s=2)
+    assert added["person_id"] == "c-2"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -23,7 +25,12 @@ from schemas.config import (
     SegmentUpserted,
     config_event_adapter,
 )
-from schemas.membership import DeadLetter, MembershipAction, MembershipEvent
+from schemas.membership import (
+    PAYLOAD_MAX_BYTES,
+    DeadLetter,
+    MembershipAction,
+    MembershipEvent,
+)
 from schemas.person import (
     PersonDeleted,
     PersonHired,
@@ -356,3 +363,63 @@ def test_dead_letter_keeps_the_source_position_and_rejects_negative_offsets() ->
     )
     with pytest.raises(ValidationError):
         DeadLetter.model_validate(letter.model_dump() | {"source_offset": -1})
+
+
+LETTER_FIELDS: dict[str, Any] = {
+    "event_id": "d-1",
+    "occurred_at": CHANGED_AT,
+    "error": "invalid event",
+    "source_topic": "hr.person-events",
+    "source_partition": 0,
+    "source_offset": 7,
+}
+
+
+def letter_bytes(letter: DeadLetter) -> int:
+    return len(json.dumps(letter.model_dump(mode="json"), ensure_ascii=False).encode())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"title": "x"}', b"\xff\xfe", b'{"a": "\x00"}'],
+    ids=["text", "bytes", "nul"],
+)
+def test_a_dead_letter_keeps_a_small_input_whole(raw: bytes) -> None:
+    letter = DeadLetter.of_record(raw, **LETTER_FIELDS)
+
+    kept = (
+        letter.payload.encode()
+        if letter.payload is not None
+        else base64.b64decode(letter.payload_base64 or "")
+    )
+    assert kept == raw
+    assert letter.payload_truncated_from is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Pretty-printed JSON grows by a third as a JSON string: quotes and
+        # line breaks are escaped.
+        json.dumps({f"k{i}": "v" for i in range(60_000)}, indent=2).encode(),
+        b'"\x01' * 300_000,
+        "\u00e9".encode() * 600_000,
+        b"\xff" * 1_200_000,
+    ],
+    ids=["escaped-text", "control-characters", "multibyte-text", "bytes"],
+)
+def test_a_dead_letter_of_a_large_input_fits_one_kafka_record(raw: bytes) -> None:
+    letter = DeadLetter.of_record(raw, **LETTER_FIELDS)
+
+    # Producers and brokers refuse records over 1 MiB by default.
+    assert letter_bytes(letter) < 1024 * 1024 - 1024
+    assert letter.payload_truncated_from == len(raw)
+    # It keeps as much of the beginning as fits: one escape more would not.
+    if letter.payload is not None:
+        assert raw.startswith(letter.payload.encode())
+        escaped = json.dumps(letter.payload, ensure_ascii=False).encode()
+        assert PAYLOAD_MAX_BYTES - 6 < len(escaped) <= PAYLOAD_MAX_BYTES
+    else:
+        kept = base64.b64decode(letter.payload_base64 or "")
+        assert raw.startswith(kept)
+        assert len(letter.payload_base64 or "") > PAYLOAD_MAX_BYTES - 4
