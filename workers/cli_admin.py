@@ -202,11 +202,24 @@ def add_wait_option(parser: argparse.ArgumentParser) -> None:
     """Add --wait-s: how long to wait for the worker's verdict."""
     parser.add_argument(
         "--wait-s",
-        type=float,
+        type=_wait_s,
         default=30.0,
         help="seconds to wait for the worker to apply, hold or reject it"
         " (default 30; 0 returns at once)",
     )
+
+
+def _wait_s(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    # NaN and infinity are floats too: one never waits, the other never ends.
+    if not 0 <= value < 86400:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds from 0 to below 86400 like 30, got {text!r}"
+        )
+    return value
 
 
 def add_admin_commands(

@@ -151,6 +151,21 @@ def test_a_lag_timeout_that_bounds_nothing_is_refused(text, capsys):
     assert "expected a number of seconds above 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["apply", "c.yaml"], ["confirm", "e-1"]])
+def test_the_wait_for_the_workers_verdict_is_a_number_of_seconds(command):
+    assert _parser().parse_args([*command, "--wait-s", "0"]).wait_s == 0
+    assert _parser().parse_args([*command, "--wait-s", "2.5"]).wait_s == 2.5
+
+
+@pytest.mark.parametrize("text", ["-1", "ten", "nan", "inf"])
+def test_a_wait_that_is_not_a_number_of_seconds_is_refused(text, capsys):
+    with pytest.raises(SystemExit) as refused:
+        _parser().parse_args(["apply", "c.yaml", "--wait-s", text])
+
+    assert refused.value.code == 2
+    assert "expected a number of seconds from 0" in capsys.readouterr().err
+
+
 def test_lag_against_an_unreachable_bootstrap_exits_1_within_its_timeout(free_port):
     bootstrap = f"127.0.0.1:{free_port}"
     # Only this test's settings: none of the caller's, aliases included.
