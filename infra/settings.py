@@ -343,8 +343,11 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     known = known_variables()
     problems = []
     for name in sorted(os.environ if environ is None else environ):
-        if name.startswith("MENTORFLOW_") and name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
+        # Settings are read whatever the case of their names, so a misspelling
+        # in lower case would go unnoticed as well.
+        upper = name.upper()
+        if upper.startswith("MENTORFLOW_") and upper not in known:
+            close = difflib.get_close_matches(upper, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             problems.append(f"{name} is not a mentorflow setting{hint}")
     return problems

@@ -29,6 +29,18 @@ def test_a_misspelt_variable_is_named_with_the_likely_fix():
     ]
 
 
+def test_a_misspelt_variable_in_lower_case_is_named_too():
+    # Settings are read whatever the case of the name.
+    problems = unknown_variables(
+        {"mentorflow_sweep_intervl_s": "5", "mentorflow_sweep_interval_s": "5"}
+    )
+
+    assert problems == [
+        "mentorflow_sweep_intervl_s is not a mentorflow setting;"
+        " did you mean MENTORFLOW_SWEEP_INTERVAL_S?"
+    ]
+
+
 @pytest.mark.parametrize(
     "url", ["postgresql://u@h/db", "postgres://h/db", "host=h dbname=db"]
 )
