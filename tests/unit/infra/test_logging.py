@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from datetime import UTC, datetime, timedelta
 
 from infra.logging import (
     ContextFilter,
@@ -47,6 +49,22 @@ def test_a_json_line_carries_the_message_and_the_extra_ids():
     assert entry["rule_id"] == "r-1"
     # Only identifiers are copied out of extra: never a person's attributes.
     assert "department" not in entry
+
+
+def test_a_json_line_is_stamped_in_utc_to_the_millisecond(monkeypatch):
+    # The process zone must not show: lines from several hosts are merged.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        before = datetime.now(UTC)
+        (entry,) = render()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+    at = datetime.fromisoformat(str(entry["at"]))
+    assert str(entry["at"]).endswith("+00:00")
+    assert before - timedelta(milliseconds=1) <= at <= datetime.now(UTC)
 
 
 def test_a_json_line_carries_the_position_of_the_event_being_handled():
