@@ -17,6 +17,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from infra.errors import InfraError
 from infra.kafka import BrokerUnavailableError, client_options
 from infra.settings import KafkaSettings
 
@@ -32,6 +33,10 @@ RETRY_DELAY_S = 0.5
 RECONNECT_BACKOFF_MAX_MS = 1000
 # The consumer refuses a request timeout that is not above its fetch wait.
 MIN_REQUEST_TIMEOUT_MS = 1000
+
+
+class UnknownTopicError(InfraError):
+    """The cluster answered, but has no topic of that name."""
 
 
 @dataclass(frozen=True, order=True)
@@ -201,12 +206,23 @@ class LagReader:
 
     def _partitions(self, consumer: KafkaConsumer) -> list[tuple[str, int]]:
         partitions: list[tuple[str, int]] = []
+        missing = []
         for topic in self.topics:
+            # kafka-python answers an empty set for a topic the cluster lacks.
             numbers = consumer.partitions_for_topic(topic)
-            if numbers is None:
-                logger.warning("lag skips unknown topic topic=%s", topic)
+            if not numbers:
+                missing.append(topic)
                 continue
             partitions.extend((topic, number) for number in numbers)
+        if missing:
+            # A lag of 0 over no partitions would pass any --max-lag check, with
+            # a misspelt topic or the wrong cluster.
+            noun = "topic" if len(missing) == 1 else "topics"
+            raise UnknownTopicError(
+                f"kafka at {self.settings.bootstrap} has no {noun}"
+                f" {', '.join(map(repr, missing))}; check the topic settings"
+                " (MENTORFLOW_KAFKA_*_TOPIC), or start a worker, which creates them"
+            )
         return partitions
 
 

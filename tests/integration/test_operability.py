@@ -31,6 +31,7 @@ from schemas.person import PersonHired
 from schemas.segments import Program, Role, RuleAction, Segment
 from workers.app import Wiring, _consume_batches
 from workers.batch import PersonRecord
+from workers.cli import main
 from workers.config_file import ConfigFile, RuleEntry
 from workers.demo import worker_process
 from workers.engine import Outcome
@@ -190,6 +191,24 @@ def test_lag_reaches_zero_after_processing_and_max_lag_fails_while_events_wait(
     assert late.returncode == 3
     assert "lag 3 exceeds --max-lag 0" in late.stderr
     assert cli_factory("lag", "--max-lag", "3").returncode == 0
+
+
+def test_lag_of_a_topic_the_cluster_lacks_fails_naming_it(
+    settings, monkeypatch, capsys
+):
+    # Else a misspelt topic would show a lag of 0 and pass any --max-lag.
+    absent = f"{settings.kafka.person_topic}.absent"
+    environment = settings_environment(settings) | {
+        "MENTORFLOW_KAFKA_PERSON_TOPIC": absent
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    assert main(["lag", "--max-lag", "0"]) == 1
+
+    error = capsys.readouterr().err
+    assert f"has no topic {absent!r}" in error
+    assert settings.kafka.config_topic not in error
 
 
 def test_probes_and_metrics_are_served_on_the_web_port(
