@@ -175,6 +175,16 @@ def _run_worker(settings: Settings) -> int:
     from workers.app import build_app
     from workers.metrics import WorkerMetrics
 
+    # faust creates its folder in the data folder, but not the data folder:
+    # with external services nothing else made it.
+    data_dir = settings.worker.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WorkerError(
+            f"cannot create the data folder {data_dir}: {error.strerror};"
+            " set MENTORFLOW_DATA_DIR to a folder the worker may write in"
+        ) from None
     store = open_store(settings)
     ensure_topics(settings.kafka)
     engine = build_engine(settings, store)

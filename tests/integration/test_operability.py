@@ -193,6 +193,23 @@ def test_lag_reaches_zero_after_processing_and_max_lag_fails_while_events_wait(
     assert cli_factory("lag", "--max-lag", "3").returncode == 0
 
 
+def test_a_worker_on_external_services_creates_its_data_folder(
+    settings, store, producer, tmp_path
+):
+    # No embedded stack made the folder, and faust creates only its own in it.
+    data_dir = tmp_path / "var" / "lib" / "mentorflow"
+    worker = settings.worker.model_copy(update={"data_dir": data_dir})
+    moved = Settings(settings.postgres, settings.kafka, worker)
+
+    with worker_process(moved, tmp_path / "worker.log") as process:
+        ids = publish_events(
+            producer, settings.kafka.config_topic, [(CONFIG_KEY, CONFIG.to_event())]
+        )
+        wait_until_processed(store, ids, is_worker_alive=lambda: process.poll() is None)
+
+    assert (data_dir / "faust").is_dir()
+
+
 def test_lag_of_a_topic_the_cluster_lacks_fails_naming_it(
     settings, monkeypatch, capsys
 ):
