@@ -111,7 +111,14 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
         "partitioner": KeyedPartitioner(),
         "value_serializer": JsonSerializer(),
     }
-    return KafkaProducer(**(options | overrides))
+    # The producer connects in its constructor: an unreachable cluster must
+    # read as such, not as a traceback.
+    try:
+        return KafkaProducer(**(options | overrides))
+    except KafkaError as error:
+        raise BrokerUnavailableError(
+            f"kafka at {settings.bootstrap} did not answer: {error}"
+        ) from error
 
 
 class KeyedPartitioner(DefaultPartitioner):  # type: ignore[misc]

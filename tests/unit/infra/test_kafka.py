@@ -16,7 +16,12 @@ from kafka.net.sasl import get_sasl_mechanism
 from kafka.net.transport import KafkaSSLTransport
 from kafka.partitioner.default import DefaultPartitioner
 
-from infra.kafka import KeyedPartitioner, client_options
+from infra.kafka import (
+    BrokerUnavailableError,
+    KeyedPartitioner,
+    client_options,
+    make_producer,
+)
 from infra.settings import KafkaSettings
 from tests.unit.certificates import TEST_CA_SUBJECT, write_test_ca
 
@@ -214,3 +219,10 @@ def test_kafka_python_logs_its_configuration_without_the_password(
 
     assert "sasl_plain_password" in caplog.text
     assert PASSWORD not in caplog.text
+
+
+def test_a_producer_that_cannot_reach_the_cluster_says_so_naming_it(free_port):
+    kafka = KafkaSettings(bootstrap=f"127.0.0.1:{free_port}")
+
+    with pytest.raises(BrokerUnavailableError, match=f"127.0.0.1:{free_port}"):
+        make_producer(kafka, bootstrap_timeout_ms=500)
