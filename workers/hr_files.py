@@ -13,6 +13,8 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from schemas.common import new_event_id, utc_now
 from schemas.person import PersonSnapshot, PersonUpdated
 from workers.errors import HRFileError
@@ -99,17 +101,23 @@ def read_roster(path: Path) -> dict[str, dict[str, Any]]:
 def snapshot_events(
     roster: dict[str, dict[str, Any]], occurred_at: datetime | None = None
 ) -> list[PersonSnapshot]:
-    """Return one snapshot event a person, all stamped with one instant."""
+    """Return one snapshot event a person, all stamped with one instant.
+
+    Raises HRFileError naming the person whose row makes no valid event.
+    """
     occurred_at = occurred_at or utc_now()
-    return [
-        PersonSnapshot(
-            event_id=new_event_id(),
-            occurred_at=occurred_at,
-            person_id=person_id,
-            attributes=attributes,
-        )
-        for person_id, attributes in roster.items()
-    ]
+    events = []
+    for person_id, attributes in roster.items():
+        with _valid_event(f"roster: person {person_id!r}"):
+            events.append(
+                PersonSnapshot(
+                    event_id=new_event_id(),
+                    occurred_at=occurred_at,
+                    person_id=person_id,
+                    attributes=attributes,
+                )
+            )
+    return events
 
 
 def history_events(
@@ -141,16 +149,18 @@ def history_events(
     changes.sort(key=lambda change: (change[0], _id_order(change[1])))
 
     base = replayed_at or utc_now()
-    events = [
-        PersonUpdated(
-            event_id=new_event_id(),
-            occurred_at=base + timedelta(milliseconds=rank),
-            person_id=person_id,
-            effective_at=effective,
-            changes=job,
-        )
-        for rank, (effective, person_id, job) in enumerate(changes)
-    ]
+    events = []
+    for rank, (effective, person_id, job) in enumerate(changes):
+        with _valid_event(f"job history: person {person_id!r} on {effective}"):
+            events.append(
+                PersonUpdated(
+                    event_id=new_event_id(),
+                    occurred_at=base + timedelta(milliseconds=rank),
+                    person_id=person_id,
+                    effective_at=effective,
+                    changes=job,
+                )
+            )
     return events, rejected
 
 
@@ -231,6 +241,19 @@ def _readable(path: Path, what: str) -> Iterator[None]:
         ) from None
     except csv.Error as error:
         raise HRFileError(f"the {what} {path} is not CSV: {error}") from None
+
+
+@contextmanager
+def _valid_event(what: str) -> Iterator[None]:
+    """Turn a row that makes no valid event into an HRFileError saying why."""
+    try:
+        yield
+    except ValidationError as error:
+        problems = "; ".join(
+            ": ".join(filter(None, (".".join(map(str, e["loc"])), e["msg"])))
+            for e in error.errors(include_url=False)[:3]
+        )
+        raise HRFileError(f"{what}: {problems}") from None
 
 
 def _iso_date(text: str | None, path: Path, line: int) -> date:

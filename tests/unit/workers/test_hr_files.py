@@ -146,6 +146,39 @@ def test_roster_rows_without_an_id_of_their_own_are_refused(
         read_roster(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            "employee_id,title\n1,Eng\x00ineer\n",
+            "person '1': attributes.title contains a NUL",
+        ),
+        (
+            f"employee_id,title\n{'7' * 201},A\n",
+            "person_id: String should have at most",
+        ),
+    ],
+)
+def test_a_roster_row_that_makes_no_valid_event_is_refused_naming_the_person(
+    csv_factory: CsvFactory, text: str, problem: str
+) -> None:
+    roster = read_roster(csv_factory("people.csv", text))
+    with pytest.raises(HRFileError, match=f"^roster: .*{problem}"):
+        snapshot_events(roster)
+
+
+def test_a_history_row_that_makes_no_valid_event_is_refused_naming_the_person(
+    csv_factory: CsvFactory,
+) -> None:
+    path = csv_factory(
+        "history.csv", HISTORY_HEADER + "1,2020-01-01,2020-12-31,J,T\x00,1,D\n"
+    )
+    with pytest.raises(
+        HRFileError, match=r"person '1' on 2020-01-01: changes\.title contains a NUL"
+    ):
+        history_events(path, {"1": {}}, replayed_at=REPLAYED_AT)
+
+
 def test_a_roster_or_history_that_is_not_utf8_is_refused_with_its_path(
     tmp_path: Path,
 ) -> None:
