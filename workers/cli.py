@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from infra.kafka import ensure_topics, make_producer
 from infra.lag import DEFAULT_TIMEOUT_S as DEFAULT_LAG_TIMEOUT_S
@@ -53,7 +54,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-console = Console()
+# No markup: ids and HR values are printed as they are, and "[emea]" or "[/x]"
+# in one would be taken for a style, dropped, or fail the command.
+console = Console(markup=False)
 
 # `mentorflow lag --max-lag N` exits with this status past N, so that cron and
 # alerting can tell "behind" from "could not ask" (1).
@@ -519,7 +522,8 @@ def run_explain(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"in no segment: the person is {person.status.value}")
         return 0
     for explanation in explain_person(ruleset, person.attributes, held, today):
-        console.print(f"\n[bold]{explanation.verdict}[/bold]", highlight=False)
+        console.print()
+        console.print(Text(explanation.verdict, style="bold"))
         for rule in explanation.rules:
             mark = "matches" if rule.matched else "does not match"
             console.print(
@@ -532,7 +536,6 @@ def run_explain(settings: Settings, args: argparse.Namespace) -> int:
                 console.print(
                     f"        {state} {'  ' * line.depth}{line.text}",
                     highlight=False,
-                    markup=False,
                 )
     return 0
 

@@ -27,7 +27,8 @@ from workers.runtime import build_engine, open_store, running_stack_settings
 
 logger = logging.getLogger(__name__)
 
-console = Console()
+# No markup: ids and HR values are printed as they are (see workers.cli).
+console = Console(markup=False)
 
 # How many person ids a table cell lists before it says how many more.
 SHOWN_PEOPLE = 8

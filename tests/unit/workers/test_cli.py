@@ -8,15 +8,25 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from types import SimpleNamespace
 
 import pytest
 
 from infra.kafka import BrokerUnavailableError
 from infra.lag import DEFAULT_TIMEOUT_S, PartitionLag
+from infra.status_queries import OutboxSummary
 from schemas.errors import MentorflowError
+from schemas.segments import Role, Rule, RuleAction, RuleStatus
 from workers import cli
-from workers.cli import LAG_EXCEEDED_STATUS, _lag_json, _parser, main
+from workers.cli import (
+    LAG_EXCEEDED_STATUS,
+    _lag_json,
+    _parser,
+    main,
+    print_status,
+)
+from workers.status import RuleLine, StatusReport
 
 
 @pytest.mark.parametrize("command", ["lag", "status", "relay", "worker"])
@@ -215,3 +225,31 @@ def test_schemas_export_into_a_file_is_refused_with_the_path(tmp_path, capsys):
         f"mentorflow: cannot write the schemas into {taken / 'sub'}: Not a"
         " directory; expected a folder, or a path where one can be created",
     ]
+
+
+def test_status_prints_ids_with_brackets_as_they_are(capsys, monkeypatch):
+    # Rich would read "[emea]" as a style and drop it, and fail on "[/x]".
+    rule = Rule(
+        rule_id="mentors[emea]",
+        action=RuleAction.ADD,
+        program_id="guild[/x]",
+        role=Role.MENTOR,
+        segment_id="s[bold]",
+        position=0,
+        status=RuleStatus.PUBLISHED,
+    )
+    report = StatusReport(
+        rules=[RuleLine(rule, decided=1, pair_members=1)],
+        conflicts=[],
+        persons={"active": 1},
+        last_sweep=None,
+        outbox=OutboxSummary(backlog=0, oldest_at=None),
+        lags=[],
+    )
+
+    monkeypatch.setattr(cli.console, "width", 200)
+    print_status(report, date(2026, 6, 1))
+
+    out = capsys.readouterr().out
+    for text in ("mentors[emea]", "guild[/x]", "s[bold]"):
+        assert text in out
