@@ -258,6 +258,12 @@ class WorkerSettings(BaseSettings):
         default="UTC", description="IANA zone whose date is 'today' for date rules"
     )
     sweep_interval_s: float = Field(default=3600.0, gt=0)
+    # The sweep reads the persons in this many shares at once, each over its
+    # own connection; PostgreSQL runs each on a core of its own.
+    sweep_connections: int = Field(default=2, ge=1, le=64)
+    # PostgreSQL's work_mem for the sweep's queries: enough to hash every
+    # membership without spilling to disk speeds a large sweep up.
+    sweep_work_mem_mb: int = Field(default=256, ge=1, le=1_048_576)
     relay_interval_s: float = Field(default=0.2, gt=0)
     # Outbox rows published, and acknowledged by the broker, per transaction.
     relay_batch_size: int = Field(default=2000, ge=1, le=100_000)

@@ -102,6 +102,22 @@ class Store:
         except psycopg.OperationalError as error:
             raise DatabaseUnavailableError(f"postgresql failed: {error}") from error
 
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection[Any]]:
+        """Open a connection of its own for the block, outside the pool.
+
+        It is in autocommit mode: the caller begins what it needs. Raises
+        DatabaseUnavailableError when the connection fails.
+        """
+        conninfo = self.pool.conninfo
+        try:
+            with psycopg.connect(
+                conninfo() if callable(conninfo) else conninfo, autocommit=True
+            ) as conn:
+                yield conn
+        except psycopg.OperationalError as error:
+            raise DatabaseUnavailableError(f"postgresql failed: {error}") from error
+
     def close(self) -> None:
         """Close every connection."""
         self.pool.close()

@@ -3,24 +3,30 @@
 It decides exactly what the Python path (rules.evaluation) decides for each
 person: per (program, role, person) the last matching published rule in
 dashboard order, applied only where it changes the membership, and the
-removal of every membership of a terminated or deleted person. Segments are
-compiled to SQL by rules.sql over the search copy of the attributes.
+removal of every membership of a terminated or deleted person. The rule set is
+compiled to SQL by rules.sql over the search copy of the attributes, and read
+in one pass over the persons; that pass can be split by table pages over
+several connections that share the sweep transaction's snapshot.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from rules.person_state import PersonStatus
 from rules.ruleset import RuleSet
 from rules.search import search_document
-from rules.sql import compile_segment
+from rules.sql import CompiledDecisions, compile_decisions
 from schemas.common import EVENT_ID_NAMESPACE
 from schemas.membership import DecidedBy, MembershipAction, MembershipEvent
 from schemas.segments import Role
@@ -35,39 +41,37 @@ SEARCH_FILL_CHUNK = 1000
 _DECISION_FIELDS = ("event_id", "type", "program_id", "role", "person_id")
 _DECIDER_FIELD = "decided_by"
 
-_MATCHES_TABLE = "mentorflow_sweep_matches"
+_CHANGES_TABLE = "mentorflow_sweep_changes"
 
-_COLLECT = (
-    f"INSERT INTO {_MATCHES_TABLE} (segment_id, person_id)"
-    " SELECT %s, p.person_id FROM persons AS p WHERE p.status = %s AND "
-)
+# The persons of one share of the table whose deciding rule disagrees with
+# their membership: an add rule for a non-member, a remove rule for a member.
+_DECIDE = """
+SELECT d.person_id, d.rule_no
+FROM ({decisions}) AS d
+JOIN unnest(%(rule_actions)s::text[], %(rule_programs)s::text[],
+    %(rule_roles)s::text[]) WITH ORDINALITY AS r (action, program_id, role, rule_no)
+    ON r.rule_no = d.rule_no
+LEFT JOIN memberships AS m
+    ON m.program_id = r.program_id AND m.role = r.role
+    AND m.person_id = d.person_id
+WHERE (r.action = 'add') = (m.person_id IS NULL)
+"""
 
-# One statement decides, applies and records every change, so that all its
-# parts read the same snapshot of memberships. Membership events of a person
-# are written in (program, role) order, as the Python path sorts them (code
-# point order, hence COLLATE "C").
+# One statement applies and records every change, so that all its parts read
+# the same snapshot of memberships. Membership events of a person are written
+# in (program, role) order, as the Python path sorts them (code point order,
+# hence COLLATE "C").
 _APPLY = f"""
 WITH rule_list AS (
-    SELECT * FROM unnest(
-        %(rule_ids)s::text[], %(actions)s::text[], %(program_ids)s::text[],
-        %(roles)s::text[], %(segment_ids)s::text[], %(positions)s::integer[]
-    ) AS r (rule_id, action, program_id, role, segment_id, position)
-),
-deciding AS (
-    SELECT DISTINCT ON (r.program_id, r.role, m.person_id)
-        r.program_id, r.role, m.person_id, r.rule_id, r.action
-    FROM rule_list AS r
-    JOIN {_MATCHES_TABLE} AS m ON m.segment_id = r.segment_id
-    ORDER BY r.program_id, r.role, m.person_id, r.position DESC
+    SELECT * FROM unnest(%(rule_ids)s::text[], %(rule_actions)s::text[],
+        %(rule_programs)s::text[], %(rule_roles)s::text[])
+        WITH ORDINALITY AS r (rule_id, action, program_id, role, rule_no)
 ),
 changes (program_id, role, person_id, decided_by, type) AS (
-    SELECT d.program_id, d.role, d.person_id, d.rule_id,
-        CASE d.action WHEN %(add)s THEN %(added)s::text ELSE %(removed)s::text END
-    FROM deciding AS d
-    LEFT JOIN memberships AS m
-        ON m.program_id = d.program_id AND m.role = d.role
-        AND m.person_id = d.person_id
-    WHERE (d.action = %(add)s) = (m.person_id IS NULL)
+    SELECT r.program_id, r.role, c.person_id, r.rule_id,
+        CASE r.action WHEN 'add' THEN %(added)s::text ELSE %(removed)s::text END
+    FROM {_CHANGES_TABLE} AS c
+    JOIN rule_list AS r ON r.rule_no = c.rule_no
     UNION ALL
     SELECT m.program_id, m.role, m.person_id,
         CASE p.status WHEN %(terminated)s THEN %(terminated_by)s::text
@@ -75,7 +79,7 @@ changes (program_id, role, person_id, decided_by, type) AS (
         %(removed)s::text
     FROM memberships AS m
     JOIN persons AS p ON p.person_id = m.person_id
-    WHERE p.status IN (%(terminated)s, %(deleted)s)
+    WHERE p.status <> 'active'
 ),
 events AS (
     SELECT c.*,
@@ -116,6 +120,17 @@ audited AS (
 SELECT count(*) FROM events
 """
 
+# A share of the persons: the rows stored in a run of the table's pages, which
+# PostgreSQL 14 and later read alone (a TID range scan).
+_SHARE = "p.ctid >= %(first_page)s::tid AND p.ctid < %(end_page)s::tid"
+# Past the highest page number a table can have.
+_END_OF_TABLE = 2**32 - 1
+
+# The first page of a share and the page after its last.
+Share = tuple[int, int]
+
+Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+
 
 @dataclass(frozen=True)
 class SweepCounts:
@@ -133,6 +148,9 @@ def sweep_memberships(
     cause_event_id: str,
     changed_at: datetime,
     membership_topic: str,
+    connect: Connect | None = None,
+    connections: int = 1,
+    work_mem_mb: int | None = None,
 ) -> SweepCounts:
     """Re-run the published rules over every person, in the caller's transaction.
 
@@ -140,17 +158,35 @@ def sweep_memberships(
     person or membership changes underneath. Each change gets one membership
     row change, one outbox row (the JSON of MembershipEvent.decided, with the
     same event id) and one audit row, exactly as the Python path writes them.
+
+    With ``connect`` and ``connections`` above 1, the persons are read in that
+    many shares at once, the others over new connections that ``connect``
+    opens, unless this transaction had to compute missing search copies.
+    ``work_mem_mb`` sets PostgreSQL's work_mem for the sweep's queries.
     """
-    fill_search(conn)
-    _collect_matches(conn, ruleset, today)
+    if work_mem_mb is not None:
+        _set_work_mem(conn, work_mem_mb)
+    # Other connections would not see search copies computed in this
+    # transaction; the caller can compute and commit them first.
+    if fill_search(conn):
+        connections = 1
+    decisions = compile_decisions(ruleset, today, where=_SHARE)
+    rules = _rule_arrays(decisions)
+
+    conn.execute(f"DROP TABLE IF EXISTS pg_temp.{_CHANGES_TABLE}")
+    conn.execute(
+        f"CREATE TEMPORARY TABLE {_CHANGES_TABLE}"
+        " (person_id text NOT NULL, rule_no integer NOT NULL) ON COMMIT DROP"
+    )
+    if decisions.rules:
+        shares = _shares(conn, connections if connect is not None else 1)
+        _decide(conn, decisions, rules, shares, connect, work_mem_mb)
 
     params = {
-        **_rule_arrays(ruleset),
-        "add": "add",
+        **rules,
         "added": MembershipAction.ADDED.value,
         "removed": MembershipAction.REMOVED.value,
         "terminated": PersonStatus.TERMINATED.value,
-        "deleted": PersonStatus.DELETED.value,
         "terminated_by": DecidedBy.PERSON_TERMINATED.value,
         "deleted_by": DecidedBy.PERSON_DELETED.value,
         "namespace": EVENT_ID_NAMESPACE.bytes,
@@ -164,8 +200,97 @@ def sweep_memberships(
 
     row = conn.execute("SELECT count(*) FROM persons").fetchone()
     persons = int(row[0]) if row else 0
-    conn.execute(f"DROP TABLE {_MATCHES_TABLE}")
+    conn.execute(f"DROP TABLE {_CHANGES_TABLE}")
     return SweepCounts(persons, changes)
+
+
+def _decide(
+    conn: psycopg.Connection[Any],
+    decisions: CompiledDecisions,
+    rules: Mapping[str, list[str]],
+    shares: list[Share],
+    connect: Connect | None,
+    work_mem_mb: int | None,
+) -> None:
+    """Store the changes every share of the persons needs, read at once."""
+    params = {**decisions.params, **rules}
+    if len(shares) == 1 or connect is None:
+        _store_changes(conn, _changes_of(conn, decisions, shares[0], params))
+        return
+
+    # The other connections read exactly what this transaction sees: nothing
+    # changes underneath while the caller holds its locks.
+    row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+    assert row is not None
+    snapshot = str(row[0])
+
+    def elsewhere(share: Share) -> list[tuple[str, int]]:
+        with connect() as other:
+            other.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            other.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(snapshot))
+            if work_mem_mb is not None:
+                _set_work_mem(other, work_mem_mb)
+            try:
+                return _changes_of(other, decisions, share, params)
+            finally:
+                other.rollback()
+
+    with ThreadPoolExecutor(len(shares) - 1, thread_name_prefix="sweep") as pool:
+        others = [pool.submit(elsewhere, share) for share in shares[1:]]
+        _store_changes(conn, _changes_of(conn, decisions, shares[0], params))
+        for other in others:
+            _store_changes(conn, other.result())
+
+
+def _changes_of(
+    conn: psycopg.Connection[Any],
+    decisions: CompiledDecisions,
+    share: Share,
+    params: Mapping[str, Any],
+) -> list[tuple[str, int]]:
+    """The changes of the persons stored in one share of the table's pages."""
+    query = _DECIDE.format(decisions=decisions.sql)
+    first, end = share
+    pages = {"first_page": f"({first},0)", "end_page": f"({end},0)"}
+    rows: list[tuple[str, int]] = conn.execute(
+        query.encode(), {**params, **pages}
+    ).fetchall()
+    logger.debug("sweep share decided pages=%d-%d changes=%d", first, end, len(rows))
+    return rows
+
+
+def _store_changes(conn: psycopg.Connection[Any], rows: list[tuple[str, int]]) -> None:
+    with conn.cursor().copy(
+        f"COPY {_CHANGES_TABLE} (person_id, rule_no) FROM STDIN"
+    ) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _shares(conn: psycopg.Connection[Any], count: int) -> list[Share]:
+    """Split the persons table into count runs of pages, the last one open."""
+    row = conn.execute(
+        "SELECT pg_relation_size('persons') / current_setting('block_size')::bigint"
+    ).fetchone()
+    pages = int(row[0]) if row else 0
+    count = max(1, min(count, pages))
+    bounds = [pages * index // count for index in range(count)]
+    # Pages added since the size was read belong to the last share.
+    return list(zip(bounds, [*bounds[1:], _END_OF_TABLE], strict=True))
+
+
+def _set_work_mem(conn: psycopg.Connection[Any], megabytes: int) -> None:
+    conn.execute(sql.SQL("SET LOCAL work_mem = {}").format(f"{megabytes}MB"))
+
+
+def _rule_arrays(decisions: CompiledDecisions) -> dict[str, list[str]]:
+    rules = decisions.rules
+    return {
+        "rule_ids": [rule.rule_id for rule in rules],
+        "rule_actions": [rule.action.value for rule in rules],
+        "rule_programs": [rule.program_id for rule in rules],
+        "rule_roles": [rule.role.value for rule in rules],
+    }
 
 
 def fill_search(conn: psycopg.Connection[Any]) -> int:
@@ -188,40 +313,6 @@ def fill_search(conn: psycopg.Connection[Any]) -> int:
     if filled:
         logger.info("filled search copies persons=%d", filled)
     return filled
-
-
-def _collect_matches(
-    conn: psycopg.Connection[Any], ruleset: RuleSet, today: date
-) -> None:
-    """Store the active members of every segment a published rule uses."""
-    conn.execute(f"DROP TABLE IF EXISTS pg_temp.{_MATCHES_TABLE}")
-    conn.execute(
-        f"CREATE TEMPORARY TABLE {_MATCHES_TABLE}"
-        " (segment_id text NOT NULL, person_id text NOT NULL) ON COMMIT DROP"
-    )
-    for segment_id, definition in sorted(ruleset.used_segments.items()):
-        condition = compile_segment(definition, today, ruleset.aliases_of(segment_id))
-        cursor = conn.execute(
-            _COLLECT + condition.sql,
-            (segment_id, PersonStatus.ACTIVE.value, *condition.params),
-        )
-        logger.debug(
-            "sweep matched segment_id=%s persons=%d", segment_id, cursor.rowcount
-        )
-    # A temporary table has no statistics until analysed; the join needs them.
-    conn.execute(f"ANALYZE {_MATCHES_TABLE}")
-
-
-def _rule_arrays(ruleset: RuleSet) -> dict[str, list[Any]]:
-    rules = [rule for found in ruleset.by_pair.values() for rule in found]
-    return {
-        "rule_ids": [rule.rule_id for rule in rules],
-        "actions": [rule.action.value for rule in rules],
-        "program_ids": [rule.program_id for rule in rules],
-        "roles": [rule.role.value for rule in rules],
-        "segment_ids": [rule.segment_id for rule in rules],
-        "positions": [rule.position for rule in rules],
-    }
 
 
 def _event_template(cause_event_id: str, changed_at: datetime) -> dict[str, Any]:

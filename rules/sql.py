@@ -1,25 +1,37 @@
-"""Compiling a segment to a parameterised SQL condition over persons.
+"""Compiling segments and rule sets to parameterised SQL over persons.
 
-The condition reads the search copy of the attributes (rules.search) in
-``<table>.search``: everything that needs parsing or normalising was done in
+The SQL reads the search copy of the attributes (rules.search) in
+``persons.search``: everything that needs parsing or normalising was done in
 Python when the person was saved, so SQL only compares texts, floats and day
 numbers and gives exactly the answer of rules.segments.matches. Attribute
-names and values always travel as parameters (``%s``), never in the SQL text.
+names and values always travel as parameters, never in the SQL text.
+
+Persons are read in one pass, in three layers, so that each piece of work is
+done once a person however many segments need it:
+
+1. every value the conditions read (an attribute's text, number, day, items or
+   presence, aliases applied) is taken out of the search copy once;
+2. every distinct condition is evaluated once, to a boolean that is never NULL;
+3. segments combine those booleans, and a rule set's decision for a (program,
+   role) is the number of its last matching rule.
+
+PostgreSQL would merge the layers into one expression and take each value out
+again wherever it is used, so each layer is fenced with ``OFFSET 0``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from rules import aliases as alias_module
-from rules.aliases import Aliases
+from rules.aliases import NO_ALIASES, Aliases
+from rules.ruleset import ActiveRule, RuleSet
 from rules.search import DAY, ITEMS, NUMBER, TEXT
-from rules.segments import as_aliases, comparable_text, is_date_value
+from rules.segments import comparable_text, is_date_value
 from rules.values import as_date, as_number
 from schemas.segments import (
     AllGroup,
@@ -30,11 +42,15 @@ from schemas.segments import (
     SegmentNode,
 )
 
-_TABLE_ALIAS = re.compile(r"^[a-z_][a-z0-9_]*$")
-
 # Day counts past the whole calendar (3.65 million days) give the same answer
 # as this one; clamping keeps the SQL arithmetic inside integer range.
 _MAX_DAY_COUNT = 4_000_000
+
+# PostgreSQL allows 1,664 columns in a select list. Past these counts, values
+# and conditions are written out where they are used instead of as columns:
+# slower, since they are then worked out again at each use, but still right.
+MAX_VALUE_COLUMNS = 600
+MAX_CONDITION_COLUMNS = 1000
 
 _ORDERING_SQL = {
     Operator.GT: ">",
@@ -52,184 +68,244 @@ _NEGATIVE = {
     Operator.EXCLUDES: Operator.INCLUDES,
 }
 
+# What a condition reads of an attribute, besides the entries of rules.search.
+_PRESENT = "present"
+
 
 @dataclass(frozen=True)
-class SqlCondition:
-    """A SQL boolean expression with ``%s`` placeholders and their values."""
+class CompiledSegments:
+    """Segments as boolean SQL expressions over one pass of persons.
+
+    ``source`` is a subquery, aliased ``c``, yielding ``person_id`` and the
+    columns the expressions read; ``segments`` holds one expression a segment
+    key, never NULL. Values are named placeholders (``%(v0)s``) in ``params``.
+    """
+
+    source: str
+    segments: Mapping[str, str]
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CompiledDecisions:
+    """For each active person, the numbers of the rules that decide for them.
+
+    ``sql`` selects ``person_id`` and ``rule_no`` once for every (program, role)
+    where some published rule holds the person: ``rule_no`` is the 1-based
+    index into ``rules`` of the last such rule in dashboard order.
+    """
 
     sql: str
-    params: tuple[Any, ...]
+    params: Mapping[str, Any]
+    rules: tuple[ActiveRule, ...]
 
 
-def compile_segment(
-    node: SegmentNode,
+def compile_segments(
+    segments: Mapping[str, tuple[SegmentNode, Aliases]],
     today: date,
-    aliases: Aliases | Mapping[str, str] | None = None,
     *,
-    table: str = "p",
-) -> SqlCondition:
-    """Return the condition, over persons aliased ``table``, of being in node.
+    active_only: bool = True,
+    where: str = "",
+) -> CompiledSegments:
+    """Compile segments, by key, to expressions over one pass of persons.
 
-    The expression is never NULL. ``today`` is passed as a parameter, so the
-    SQL text depends only on the segment. Raises ValueError when table is not
-    a plain lower-case identifier.
+    With ``active_only``, the pass reads active persons only; ``where`` is a
+    further condition on ``persons AS p``, whose own placeholders the caller
+    fills. ``today`` is a parameter value, so the SQL text depends only on the
+    segments.
     """
-    if not _TABLE_ALIAS.match(table):
-        raise ValueError(f"table alias must be a plain identifier, got {table!r}")
-    compiler = _Compiler(table, today, as_aliases(aliases))
-    sql = compiler.node(node)
-    # Every value is a parameter, so the text holds exactly one % per value.
-    if sql.count("%s") != len(compiler.params) or sql.count("%") != len(
-        compiler.params
-    ):
-        raise AssertionError("compiled segment placeholders and values differ")
-    return SqlCondition(sql, tuple(compiler.params))
+    compiler = _Compiler(today)
+    expressions = {
+        key: compiler.node(node, aliases) for key, (node, aliases) in segments.items()
+    }
+    conditions = [
+        *(["p.status = 'active'"] if active_only else []),
+        *([where] if where else []),
+    ]
+    return CompiledSegments(
+        compiler.source(conditions), expressions, compiler.params.values
+    )
+
+
+def compile_decisions(
+    ruleset: RuleSet, today: date, *, where: str = ""
+) -> CompiledDecisions:
+    """Compile the published rules to each active person's deciding rules.
+
+    For every (program, role), the rules are tried from the last in dashboard
+    order back, so the first whose segment holds the person is the one that
+    decides, as rules.evaluation.decide_person does. ``where`` is as for
+    compile_segments.
+    """
+    by_pair = [ruleset.by_pair[pair] for pair in ruleset.pairs]
+    rules = tuple(rule for found in by_pair for rule in found)
+    if not rules:
+        empty = "SELECT NULL::text AS person_id, NULL::integer AS rule_no WHERE FALSE"
+        return CompiledDecisions(empty, {}, ())
+
+    # A segment that several rules use is compiled once.
+    used = {rule.segment_id: (rule.definition, rule.aliases) for rule in rules}
+    compiled = compile_segments(used, today, where=where)
+    cases = []
+    first = 1
+    for found in by_pair:
+        numbered = zip(range(first, first + len(found)), found, strict=True)
+        whens = [
+            f"WHEN {compiled.segments[rule.segment_id]} THEN {number}"
+            for number, rule in reversed(list(numbered))
+        ]
+        cases.append(f"CASE {' '.join(whens)} END")
+        first += len(found)
+
+    # One entry a pair; where no rule holds the person it is NULL, and dropped.
+    decided = "array_remove(ARRAY[" + ", ".join(cases) + "]::integer[], NULL)"
+    sql = (
+        f"SELECT p.person_id, d.rule_no FROM {compiled.source}"
+        f" CROSS JOIN LATERAL unnest({decided}) AS d (rule_no)"
+    )
+    return CompiledDecisions(sql, compiled.params, rules)
+
+
+class _Params:
+    """Named parameters, one for each distinct value of each SQL type."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self._names: dict[tuple[str, str], str] = {}
+
+    def __call__(self, value: Any, sql_type: str) -> str:
+        key = (sql_type, json.dumps(value, sort_keys=True))
+        name = self._names.get(key)
+        if name is None:
+            name = self._names[key] = f"v{len(self._names)}"
+            self.values[name] = value
+        return f"%({name})s::{sql_type}"
+
+
+class _Columns:
+    """Expressions computed once a person, as columns of a fenced subquery."""
+
+    def __init__(self, prefix: str, limit: int) -> None:
+        self.prefix = prefix
+        self.limit = limit
+        self.expressions: dict[str, str] = {}
+
+    def column(self, expression: str) -> str:
+        """Return a reference to expression's column, or expression when full.
+
+        Every layer names its input ``p`` and passes on all its input's
+        columns, so an expression past the limit, used as it is in a later
+        layer, still reads what it names.
+        """
+        name = self.expressions.get(expression)
+        if name is None:
+            if len(self.expressions) >= self.limit:
+                return expression
+            name = self.expressions[expression] = (
+                f"{self.prefix}{len(self.expressions)}"
+            )
+        return f"p.{name}"
+
+    def select_list(self) -> str:
+        return "".join(
+            f", {expression} AS {name}" for expression, name in self.expressions.items()
+        )
 
 
 class _Compiler:
-    """Builds one expression, collecting its parameters in placeholder order."""
+    """Builds the layers and the segment expressions that read them."""
 
-    def __init__(self, table: str, today: date, aliases: Aliases) -> None:
-        self.table = table
+    def __init__(self, today: date) -> None:
         self.today = today.toordinal()
-        self.aliases = aliases
-        self.params: list[Any] = []
+        self.params = _Params()
+        self.values = _Columns("a", MAX_VALUE_COLUMNS)
+        self.conditions = _Columns("k", MAX_CONDITION_COLUMNS)
 
-    def param(self, value: Any, sql_type: str) -> str:
-        self.params.append(value)
-        return f"%s::{sql_type}"
+    def source(self, filters: list[str]) -> str:
+        """The fenced subquery, aliased p, that segment expressions read."""
+        filtered = " WHERE " + " AND ".join(filters) if filters else ""
+        values = (
+            f"SELECT p.person_id, p.search{self.values.select_list()}"
+            f" FROM persons AS p{filtered} OFFSET 0"
+        )
+        conditions = f"SELECT p.*{self.conditions.select_list()} FROM ({values}) AS p"
+        return f"({conditions} OFFSET 0) AS p"
 
-    def node(self, node: SegmentNode, negated: bool = False) -> str:
-        """The expression of node; negated says an odd number of NOTs enclose it."""
+    # -- segment trees, over condition columns -------------------------------------
+
+    def node(self, node: SegmentNode, aliases: Aliases) -> str:
+        """The expression, over the conditions layer, of being in node; never NULL."""
         if isinstance(node, AllGroup):
-            parts = [self.node(child, negated) for child in node.all]
+            parts = [self.node(child, aliases) for child in node.all]
             return "(" + " AND ".join(parts) + ")" if parts else "TRUE"
         if isinstance(node, AnyGroup):
-            parts = [self.node(child, negated) for child in node.any]
+            parts = [self.node(child, aliases) for child in node.any]
             return "(" + " OR ".join(parts) + ")"
         if isinstance(node, NotGroup):
-            return f"(NOT {self.node(node.not_, not negated)})"
-        return self.condition(node, negated)
+            return f"(NOT {self.node(node.not_, aliases)})"
+        return self.condition(node, aliases)
 
-    def condition(self, condition: Condition, negated: bool) -> str:
+    def condition(self, condition: Condition, aliases: Aliases) -> str:
         positive = _NEGATIVE.get(condition.operator, condition.operator)
-        is_negative = positive is not condition.operator
+        held = f"COALESCE({self.positive(positive, condition, aliases)}, FALSE)"
+        column = self.conditions.column(held)
+        return f"(NOT {column})" if positive is not condition.operator else column
 
-        # Under an odd number of NOTs the hint becomes NOT of a containment test,
-        # which the index cannot answer: it would only add a test on every row.
-        # The hint is taken first, as its placeholders come first in the text.
-        hint: str | None = None
-        if is_negative == negated:
-            hint = self.index_hint(positive, condition)
-        held = f"COALESCE({self.positive(positive, condition)}, FALSE)"
-        if hint is not None:
-            held = f"({hint} AND {held})"
+    # -- conditions, over value columns --------------------------------------------
 
-        return f"(NOT {held})" if is_negative else held
-
-    def index_hint(self, operator: Operator, condition: Condition) -> str | None:
-        """A containment test the GIN index on search answers, or None.
-
-        Every person the condition holds for passes the test, so adding it
-        changes no answer. It lets PostgreSQL fetch the few candidates through
-        the index instead of evaluating the segment for every person. Aliased
-        texts are computed in the query, not stored, so they get no hint.
-        """
-        if self.aliases:
-            return None
-        value: Any = condition.value
-        if operator is Operator.EQ:
-            options = [value]
-            key = TEXT
-        elif operator is Operator.IN:
-            options = value
-            key = TEXT
-        elif operator is Operator.INCLUDES:
-            options = [value]
-            key = ITEMS
-        else:
-            return None
-        texts = [comparable_text(option, self.aliases) for option in options]
-        known = sorted({text for text in texts if text is not None})
-        if not known:
-            return None
-        tests = []
-        for text in known:
-            stored = [text] if key == ITEMS else text
-            document = json.dumps({condition.attribute: {key: stored}})
-            tests.append(f"({self.table}.search @> {self.param(document, 'jsonb')})")
-        return tests[0] if len(tests) == 1 else "(" + " OR ".join(tests) + ")"
-
-    def positive(self, operator: Operator, condition: Condition) -> str:
+    def positive(
+        self, operator: Operator, condition: Condition, aliases: Aliases
+    ) -> str:
         """The check of a positive operator: true, false or NULL if unknown."""
         # Any: the schema already checked that the value fits the operator.
         value: Any = condition.value
+        name = condition.attribute
         if operator is Operator.EXISTS:
-            return f"(jsonb_typeof({self.entry(condition)}) = 'object')"
+            return self.value(name, _PRESENT, aliases)
         if operator is Operator.EQ:
-            return self.text_equals(self.text(condition), value)
+            return self.text_equals(self.value(name, TEXT, aliases), value, aliases)
         if operator is Operator.IN:
-            options = [comparable_text(option, self.aliases) for option in value]
-            known = [option for option in options if option is not None]
+            options = [comparable_text(option, aliases) for option in value]
+            known = sorted({option for option in options if option is not None})
             if not known:
                 return "FALSE"
-            return f"({self.text(condition)} = ANY({self.param(known, 'text[]')}))"
+            text = self.value(name, TEXT, aliases)
+            return f"({text} = ANY({self.params(known, 'text[]')}))"
         if operator is Operator.CONTAINS:
-            needle = comparable_text(value, self.aliases)
+            needle = comparable_text(value, aliases)
             if needle is None:
                 return "FALSE"
-            haystack = self.text(condition)
-            return f"(strpos({haystack}, {self.param(needle, 'text')}) > 0)"
+            text = self.value(name, TEXT, aliases)
+            return f"(strpos({text}, {self.params(needle, 'text')}) > 0)"
         if operator is Operator.STARTS_WITH:
-            prefix = comparable_text(value, self.aliases)
+            prefix = comparable_text(value, aliases)
             if prefix is None:
                 return "FALSE"
-            whole = self.text(condition)
-            return f"starts_with({whole}, {self.param(prefix, 'text')})"
+            text = self.value(name, TEXT, aliases)
+            return f"starts_with({text}, {self.params(prefix, 'text')})"
         if operator is Operator.INCLUDES:
-            return self.includes(condition)
+            return self.includes(condition, aliases)
         if operator in _ORDERING_SQL:
             return self.ordering(_ORDERING_SQL[operator], condition)
         return self.relative(operator, condition)
 
-    def entry(self, condition: Condition) -> str:
-        """The attribute's search entry (SQL NULL when it is missing)."""
-        return f"({self.table}.search -> {self.param(condition.attribute, 'text')})"
-
-    def text(self, condition: Condition) -> str:
-        return self.aliased(f"({self.entry(condition)} ->> '{TEXT}')")
-
-    def aliased(self, text_sql: str) -> str:
-        if not self.aliases:
-            return text_sql
-        variants = self.param(self.aliases.variants, "text[]")
-        canonicals = self.param(self.aliases.canonicals, "text[]")
-        return f"{alias_module.SQL_FUNCTION}({text_sql}, {variants}, {canonicals})"
-
-    def text_equals(self, text_sql: str, value: Any) -> str:
-        expected = comparable_text(value, self.aliases)
+    def text_equals(self, text_sql: str, value: Any, aliases: Aliases) -> str:
+        expected = comparable_text(value, aliases)
         if expected is None:
             return "FALSE"
-        return f"({text_sql} = {self.param(expected, 'text')})"
+        return f"({text_sql} = {self.params(expected, 'text')})"
 
-    def includes(self, condition: Condition) -> str:
-        # The guard keeps jsonb_array_elements_text from raising on a non-array.
-        items = f"(CASE WHEN jsonb_typeof({self.field(condition, ITEMS)}) = 'array'"
-        items += f" THEN {self.field(condition, ITEMS)} END)"
-        item = self.aliased("item.value")
+    def includes(self, condition: Condition, aliases: Aliases) -> str:
+        wanted = comparable_text(condition.value, aliases)
+        if wanted is None:
+            return "FALSE"
+        items = self.value(condition.attribute, ITEMS, NO_ALIASES)
+        if not aliases:
+            return f"({items} @> {self.params(json.dumps([wanted]), 'jsonb')})"
+        item = self.aliased("item.value", aliases)
         return (
             f"EXISTS (SELECT 1 FROM jsonb_array_elements_text({items})"
-            f" AS item(value) WHERE {self.text_equals(item, condition.value)})"
-        )
-
-    def field(self, condition: Condition, key: str) -> str:
-        return f"({self.entry(condition)} -> '{key}')"
-
-    def number(self, condition: Condition, key: str, sql_type: str) -> str:
-        """A number of the entry, NULL when absent or of another JSON type."""
-        checked = f"jsonb_typeof({self.field(condition, key)}) = 'number'"
-        return (
-            f"(CASE WHEN {checked} THEN {self.field(condition, key)}::{sql_type} END)"
+            f" AS item (value) WHERE {item} = {self.params(wanted, 'text')})"
         )
 
     def ordering(self, sign: str, condition: Condition) -> str:
@@ -237,34 +313,59 @@ class _Compiler:
             expected_day = as_date(condition.value)
             if expected_day is None:
                 return "FALSE"
-            day = self.number(condition, DAY, "integer")
-            return f"({day} {sign} {self.param(expected_day.toordinal(), 'integer')})"
+            day = self.value(condition.attribute, DAY, NO_ALIASES)
+            return f"({day} {sign} {self.params(expected_day.toordinal(), 'integer')})"
         expected = as_number(condition.value)
         if expected is None:
             return "FALSE"
-        actual = self.number(condition, NUMBER, "float8")
-        return f"({actual} {sign} {self.param(expected, 'float8')})"
+        number = self.value(condition.attribute, NUMBER, NO_ALIASES)
+        return f"({number} {sign} {self.params(expected, 'float8')})"
 
     def relative(self, operator: Operator, condition: Condition) -> str:
-        """A window around today; placeholders are taken in the text's order."""
-        day = self.number(condition, DAY, "integer")
+        """A window of day numbers around today, bounds included as the Python's."""
+        day = self.value(condition.attribute, DAY, NO_ALIASES)
         count: Any = condition.value
         days = min(int(count), _MAX_DAY_COUNT)
         if operator is Operator.WITHIN_LAST:
-            low = f"{self.param(self.today, 'integer')} - {self.param(days, 'integer')}"
-            return f"({day} BETWEEN {low} AND {self.param(self.today, 'integer')})"
-        if operator is Operator.MORE_THAN_AGO:
-            low = f"{self.param(self.today, 'integer')} - {self.param(days, 'integer')}"
-            return f"({day} < {low})"
-        if operator is Operator.WITHIN_NEXT:
-            low = self.param(self.today, "integer")
-            high = (
-                f"{self.param(self.today, 'integer')} + {self.param(days, 'integer')}"
-            )
-            return f"({day} BETWEEN {low} AND {high})"
-        if operator is Operator.MORE_THAN_AHEAD:
-            high = (
-                f"{self.param(self.today, 'integer')} + {self.param(days, 'integer')}"
-            )
-            return f"({day} > {high})"
-        raise AssertionError(f"unhandled operator {operator}")
+            low, high = self.today - days, self.today
+        elif operator is Operator.MORE_THAN_AGO:
+            return f"({day} < {self.params(self.today - days, 'integer')})"
+        elif operator is Operator.WITHIN_NEXT:
+            low, high = self.today, self.today + days
+        elif operator is Operator.MORE_THAN_AHEAD:
+            return f"({day} > {self.params(self.today + days, 'integer')})"
+        else:
+            raise AssertionError(f"unhandled operator {operator}")
+        return (
+            f"({day} BETWEEN {self.params(low, 'integer')}"
+            f" AND {self.params(high, 'integer')})"
+        )
+
+    # -- values, read once from the search copy ------------------------------------
+
+    def value(self, attribute: str, kind: str, aliases: Aliases) -> str:
+        """A column of the values layer holding what a condition reads.
+
+        Texts are read with the aliases of the segment applied; items are
+        aliased where they are compared, item by item.
+        """
+        if kind == _PRESENT:
+            expression = f"(p.search ? {self.params(attribute, 'text')})"
+        else:
+            path = self.params([attribute, kind], "text[]")
+            if kind == NUMBER:
+                expression = f"(p.search #> {path})::float8"
+            elif kind == DAY:
+                expression = f"(p.search #> {path})::integer"
+            elif kind == ITEMS:
+                expression = f"(p.search #> {path})"
+            else:
+                expression = self.aliased(f"(p.search #>> {path})", aliases)
+        return self.values.column(expression)
+
+    def aliased(self, text_sql: str, aliases: Aliases) -> str:
+        if not aliases:
+            return text_sql
+        variants = self.params(aliases.variants, "text[]")
+        canonicals = self.params(aliases.canonicals, "text[]")
+        return f"{alias_module.SQL_FUNCTION}({text_sql}, {variants}, {canonicals})"

@@ -18,7 +18,7 @@ from infra.errors import ConfigRejectedError
 from infra.logging import log_context
 from infra.settings import KafkaSettings
 from infra.store import SWEEP_LOCK_KEY, SourcePosition, Store, StoreTransaction
-from infra.sweep import sweep_memberships
+from infra.sweep import fill_search, sweep_memberships
 from rules.errors import RulesError
 from rules.evaluation import Decision, decide_departure
 from rules.person_state import PersonState, apply_event
@@ -98,6 +98,8 @@ class Engine:
         max_event_bytes: int = 1_000_000,
         blast_radius_share: float = 1.0,
         blast_radius_min_removals: int = 10,
+        sweep_connections: int = 1,
+        sweep_work_mem_mb: int | None = None,
     ) -> None:
         self.store = store
         self.kafka = kafka
@@ -105,6 +107,8 @@ class Engine:
         self.max_event_bytes = max_event_bytes
         self.blast_radius_share = blast_radius_share
         self.blast_radius_min_removals = blast_radius_min_removals
+        self.sweep_connections = sweep_connections
+        self.sweep_work_mem_mb = sweep_work_mem_mb
         self._ruleset: tuple[int, RuleSet] | None = None
         self._recorder: list[Decision] | None = None
 
@@ -623,6 +627,10 @@ class Engine:
     def sweep(self) -> SweepResult | None:
         """Re-run every rule over everybody; None when another sweep is running."""
         cause_event_id = new_event_id()
+        # Search copies still missing are computed and committed first: the
+        # sweep's other connections see only what was committed.
+        with self.store.transaction() as tx:
+            fill_search(tx.conn)
         with self.store.transaction() as tx:
             if not tx.try_lock(SWEEP_LOCK_KEY):
                 logger.info("sweep skipped: another sweep is running")
@@ -636,6 +644,9 @@ class Engine:
                 cause_event_id=cause_event_id,
                 changed_at=self.clock.now(),
                 membership_topic=self.kafka.membership_topic,
+                connect=self.store.connect,
+                connections=self.sweep_connections,
+                work_mem_mb=self.sweep_work_mem_mb,
             )
             persons, changes = counts.persons, counts.changes
             tx.finish_sweep(sweep_id, self.clock.now(), persons, changes)

@@ -120,6 +120,8 @@ def build_engine(settings: Settings, store: Store) -> Engine:
         settings.worker.max_event_bytes,
         blast_radius_share=settings.worker.blast_radius_share,
         blast_radius_min_removals=settings.worker.blast_radius_min_removals,
+        sweep_connections=settings.worker.sweep_connections,
+        sweep_work_mem_mb=settings.worker.sweep_work_mem_mb,
     )
 
 

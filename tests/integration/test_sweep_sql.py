@@ -24,12 +24,13 @@ from psycopg import sql
 from infra.settings import KafkaSettings
 from infra.store import SourcePosition, Store, StoreTransaction
 from infra.sweep import SweepCounts, sweep_memberships
-from rules.aliases import SQL_FUNCTION, Aliases
+from rules import sql as rules_sql
+from rules.aliases import NO_ALIASES, SQL_FUNCTION, Aliases
 from rules.evaluation import Decision, decide_departure, decide_person
 from rules.person_state import PersonState, PersonStatus
 from rules.ruleset import RuleSet
 from rules.segments import matches
-from rules.sql import compile_segment
+from rules.sql import compile_segments
 from schemas.common import EVENT_ID_NAMESPACE, derive_event_id
 from schemas.membership import MembershipAction, MembershipEvent
 from schemas.segments import (
@@ -223,28 +224,59 @@ def segments_of(drawn: list[tuple[SegmentNode, dict[str, str]]]) -> list[Segment
 
 
 @settings(PROPERTY, max_examples=200)
-@given(people=st.lists(attribute_maps(), min_size=1, max_size=8), data=st.data())
-def test_sql_of_a_segment_gives_the_python_answer_for_every_person(
-    store: Store, people: list[dict[str, Any]], data: st.DataObject
+@given(
+    people=st.lists(attribute_maps(), min_size=1, max_size=8),
+    data=st.data(),
+    columns=st.sampled_from([None, (1, 1), (2, 0)]),
+)
+def test_sql_of_segments_gives_the_python_answer_for_every_person(
+    store: Store,
+    people: list[dict[str, Any]],
+    data: st.DataObject,
+    columns: tuple[int, int] | None,
 ) -> None:
     seen = seen_values(people)
     segments = data.draw(
         st.lists(st.tuples(nodes(seen=seen), alias_maps(seen)), min_size=1, max_size=4)
     )
+    declared = {
+        f"s{index}": (node, Aliases.build(aliases) if aliases else NO_ALIASES)
+        for index, (node, aliases) in enumerate(segments)
+    }
+    # Small column limits send values and conditions down the path where they
+    # are written out at each use instead.
+    with limited_columns(columns):
+        compiled = compile_segments(declared, TODAY, active_only=False)
     with rolled_back(store) as tx:
         for index, attributes in enumerate(people):
             tx.save_person(person_state(f"p{index}", attributes))
-        for node, declared in segments:
-            compiled = compile_segment(node, TODAY, declared)
-            rows = tx.conn.execute(
-                "SELECT person_id, " + compiled.sql + " FROM persons AS p",
-                compiled.params,
-            ).fetchall()
-            in_sql = dict(rows)
-            event(f"segment holds {sum(in_sql.values())} of {len(in_sql)}")
-            for index, attributes in enumerate(people):
-                in_python = matches(node, attributes, TODAY, declared)
-                assert in_sql[f"p{index}"] is in_python, (attributes, node, declared)
+        listed = ", ".join(compiled.segments[key] for key in declared)
+        rows = tx.conn.execute(
+            f"SELECT p.person_id, {listed} FROM {compiled.source}".encode(),
+            compiled.params,
+        ).fetchall()
+
+    in_sql = {row[0]: row[1:] for row in rows}
+    for index, attributes in enumerate(people):
+        for position, (node, aliases) in enumerate(segments):
+            in_python = matches(node, attributes, TODAY, aliases)
+            held = in_sql[f"p{index}"][position]
+            assert held is in_python, (attributes, node, aliases)
+    event(f"first segment holds {sum(row[0] for row in in_sql.values())}")
+
+
+@contextmanager
+def limited_columns(columns: tuple[int, int] | None) -> Iterator[None]:
+    """Compile with at most these many value and condition columns."""
+    if columns is None:
+        yield
+        return
+    saved = rules_sql.MAX_VALUE_COLUMNS, rules_sql.MAX_CONDITION_COLUMNS
+    rules_sql.MAX_VALUE_COLUMNS, rules_sql.MAX_CONDITION_COLUMNS = columns
+    try:
+        yield
+    finally:
+        rules_sql.MAX_VALUE_COLUMNS, rules_sql.MAX_CONDITION_COLUMNS = saved
 
 
 @st.composite
@@ -590,3 +622,71 @@ def test_sweep_counts_are_returned(store: Store) -> None:
             membership_topic=TOPIC,
         )
     assert counts == SweepCounts(persons=0, changes=0)
+
+
+def test_a_sweep_over_several_connections_decides_as_one_over_one(
+    store: Store,
+) -> None:
+    segments = [
+        Segment(
+            segment_id="leads",
+            definition=Condition(
+                attribute="title", operator=Operator.CONTAINS, value="lead"
+            ),
+        ),
+        Segment(
+            segment_id="juniors",
+            definition=Condition(attribute="level", operator=Operator.LTE, value=2),
+        ),
+    ]
+    rules = [
+        Rule(
+            rule_id=f"r{position}",
+            action=action,
+            program_id=PAIRS[0][0],
+            role=PAIRS[0][1],
+            segment_id=segment_id,
+            position=position,
+            status=RuleStatus.PUBLISHED,
+        )
+        for position, (action, segment_id) in enumerate(
+            [(RuleAction.ADD, "leads"), (RuleAction.REMOVE, "juniors")]
+        )
+    ]
+    # Long notes spread the persons over many pages, so that each connection
+    # reads a share of its own.
+    people = {
+        f"p{index:03d}": {
+            "title": ["team lead", "engineer"][index % 2],
+            "level": index % 5,
+            "notes": "x" * 600,
+        }
+        for index in range(150)
+    }
+    reset(store)
+    with store.transaction() as tx:
+        configure(tx, segments, rules)
+        for person_id, attributes in people.items():
+            tx.save_person(person_state(person_id, attributes))
+        pages = tx.conn.execute(
+            "SELECT pg_relation_size('persons') / current_setting('block_size')::int"
+        ).fetchone()
+        for person_id in ("p001", "p003"):
+            tx.add_membership(PAIRS[0], person_id, "manual", "manual", "seed", T0)
+    assert pages is not None and pages[0] >= 6
+    with rolled_back(store) as tx:
+        expected = python_sweep(tx, RuleSet.build(rules, segments))
+    engine = Engine(
+        store,
+        KafkaSettings(),
+        BusinessClock(ZoneInfo("UTC"), TODAY),
+        sweep_connections=3,
+        sweep_work_mem_mb=64,
+    )
+
+    result = engine.sweep()
+
+    assert result is not None
+    assert result.changes == expected.changes > 0
+    with store.transaction() as tx:
+        assert stored_effects(tx.conn)[0] == expected.memberships

@@ -1,4 +1,4 @@
-"""The SQL compilation of segments: shape and parameters, with no database.
+"""The SQL compilation of segments and rule sets: shape and parameters, no database.
 
 Whether the SQL gives the Python answer is checked on PostgreSQL in
 tests/integration/test_sweep_sql.py.
@@ -6,15 +6,29 @@ tests/integration/test_sweep_sql.py.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from rules.aliases import SQL_FUNCTION
-from rules.sql import compile_segment
+from rules.aliases import NO_ALIASES, SQL_FUNCTION, Aliases
+from rules.ruleset import RuleSet
+from rules.sql import CompiledSegments, compile_decisions, compile_segments
 from schemas.segments import Operator, SegmentNode
-from tests.unit.factories import TODAY, all_of, any_of, cond, not_
+from tests.unit.factories import (
+    ADD,
+    MENTEE,
+    MENTOR,
+    REMOVE,
+    TODAY,
+    all_of,
+    any_of,
+    cond,
+    not_,
+    rule,
+    segment,
+)
 
 HOSTILE = "x'); DROP TABLE persons; --"
 
@@ -41,23 +55,45 @@ VALUE_FOR: dict[Operator, Any] = {
 }
 
 
+def compile_one(
+    node: SegmentNode, aliases: Aliases = NO_ALIASES, today: Any = TODAY
+) -> CompiledSegments:
+    return compile_segments({"s": (node, aliases)}, today)
+
+
+def text_of(compiled: CompiledSegments) -> str:
+    return compiled.source + " " + " ".join(compiled.segments.values())
+
+
+def placeholders(text: str) -> list[str]:
+    return re.findall(r"%\((\w+)\)s", text)
+
+
 @pytest.mark.parametrize("operator", list(Operator))
 def test_attribute_names_and_values_are_parameters_never_sql_text(
     operator: Operator,
 ) -> None:
-    compiled = compile_segment(cond(HOSTILE, operator, VALUE_FOR[operator]), TODAY)
-    assert "DROP" not in compiled.sql
-    assert "'x'" not in compiled.sql
-    assert HOSTILE in compiled.params
-    assert compiled.sql.count("%s") == len(compiled.params)
+    compiled = compile_one(cond(HOSTILE, operator, VALUE_FOR[operator]))
+    text = text_of(compiled)
+
+    assert "DROP" not in text
+    assert "'x'" not in text
+    # The attribute name travels too: alone, or in a path into the search copy.
+    assert any(
+        value == HOSTILE or (isinstance(value, list) and HOSTILE in value)
+        for value in compiled.params.values()
+    )
+    # Every placeholder names a parameter, and every % opens a placeholder.
+    assert set(placeholders(text)) == set(compiled.params)
+    assert text.count("%") == len(placeholders(text))
 
 
 @pytest.mark.parametrize("operator", list(Operator))
 def test_every_condition_is_wrapped_so_that_it_is_never_null(
     operator: Operator,
 ) -> None:
-    compiled = compile_segment(cond("x", operator, VALUE_FOR[operator]), TODAY)
-    assert "COALESCE(" in compiled.sql
+    compiled = compile_one(cond("x", operator, VALUE_FOR[operator]))
+    assert "COALESCE(" in compiled.source
 
 
 @pytest.mark.parametrize(
@@ -74,136 +110,106 @@ def test_negative_operator_is_not_of_its_positive_form(
     negative: Operator, positive: Operator
 ) -> None:
     value = VALUE_FOR[positive]
-    held = compile_segment(cond("x", positive, value), TODAY)
-    negated = compile_segment(cond("x", negative, value), TODAY)
+    compiled = compile_segments(
+        {
+            "held": (cond("x", positive, value), NO_ALIASES),
+            "negated": (cond("x", negative, value), NO_ALIASES),
+        },
+        TODAY,
+    )
+    # Both read the one condition column the positive form compiles to.
+    assert compiled.segments["negated"] == f"(NOT {compiled.segments['held']})"
+    assert compiled.source.count("COALESCE(") == 1
 
-    # The positive form may open with an index hint, which the negation drops.
-    check_at = held.sql.index("COALESCE(")
-    hint_params = held.sql[:check_at].count("%s")
-    check = held.sql[check_at:-1] if hint_params else held.sql
-    assert negated.sql == f"(NOT {check})"
-    assert negated.params == held.params[hint_params:]
+
+def test_shared_conditions_and_shared_values_are_computed_once() -> None:
+    first = all_of(cond("dept", "eq", "IT"), cond("level", "gte", 7))
+    second = all_of(cond("dept", "eq", " it"), cond("dept", "ne", "HR"))
+    compiled = compile_segments(
+        {"a": (first, NO_ALIASES), "b": (second, NO_ALIASES)}, TODAY
+    )
+    # dept's text and level's number are read once; three distinct conditions.
+    assert compiled.source.count("#>>") == 1
+    assert compiled.source.count("#>") == 2
+    assert compiled.source.count("COALESCE(") == 3
+    assert compiled.segments == {
+        "a": "(p.k0 AND p.k1)",
+        "b": "(p.k0 AND (NOT p.k2))",
+    }
 
 
 def test_today_is_a_parameter_so_the_sql_text_does_not_change_with_it() -> None:
-    segment = all_of(cond("hire_date", "within_last", 30))
-    now = compile_segment(segment, TODAY)
-    later = compile_segment(segment, TODAY + timedelta(days=1))
-    assert now.sql == later.sql
-    assert TODAY.toordinal() in now.params
-    assert TODAY.toordinal() + 1 in later.params
+    segment_node = all_of(cond("hire_date", "within_last", 30))
+    now = compile_one(segment_node)
+    later = compile_one(segment_node, today=TODAY + timedelta(days=1))
+    assert text_of(now) == text_of(later)
+    assert TODAY.toordinal() in now.params.values()
+    assert TODAY.toordinal() + 1 in later.params.values()
 
 
 def test_day_counts_past_the_calendar_are_clamped_to_an_sql_integer() -> None:
-    compiled = compile_segment(cond("hire_date", "within_next", 10**30), TODAY)
-    assert max(value for value in compiled.params if isinstance(value, int)) < 2**31
+    compiled = compile_one(cond("hire_date", "within_next", 10**30))
+    assert max(v for v in compiled.params.values() if isinstance(v, int)) < 2**31
 
 
 def test_text_values_are_compared_normalised() -> None:
-    compiled = compile_segment(
-        cond("title", "eq", "  Senior\u00a0\u200bENGINEER "), TODAY
-    )
-    assert "senior engineer" in compiled.params
+    compiled = compile_one(cond("title", "eq", "  Senior\u00a0\u200bENGINEER "))
+    assert "senior engineer" in compiled.params.values()
 
 
 def test_values_that_can_never_match_compile_to_false() -> None:
-    impossible_date = compile_segment(cond("hire_date", "gt", "2024-13-45"), TODAY)
-    assert impossible_date.sql == "COALESCE(FALSE, FALSE)"
-    assert impossible_date.params == ()
+    impossible_date = compile_one(cond("hire_date", "gt", "2024-13-45"))
+    assert "COALESCE(FALSE, FALSE)" in impossible_date.source
+    assert not impossible_date.params
 
 
 def test_empty_all_group_is_true_and_groups_nest() -> None:
-    assert compile_segment(all_of(), TODAY).sql == "TRUE"
-    nested = compile_segment(
-        any_of(all_of(), not_(cond("x", "exists"))), TODAY, table="person"
-    )
-    assert nested.sql.startswith("(TRUE OR (NOT COALESCE(")
-    assert "person.search" in nested.sql
+    assert compile_one(all_of()).segments["s"] == "TRUE"
+    nested = compile_one(any_of(all_of(), not_(cond("x", "exists"))))
+    assert nested.segments["s"].startswith("(TRUE OR (NOT p.k0))")
 
 
 def test_aliases_are_applied_to_the_value_and_passed_for_the_attribute() -> None:
-    compiled = compile_segment(
-        cond("title", "eq", "Sr. Engineer"), TODAY, {"Sr.": "Senior"}
+    compiled = compile_one(
+        cond("title", "eq", "Sr. Engineer"), Aliases.build({"Sr.": "Senior"})
     )
-    assert SQL_FUNCTION in compiled.sql
-    assert ["sr."] in compiled.params
-    assert ["senior"] in compiled.params
-    assert "senior engineer" in compiled.params
+    assert SQL_FUNCTION in compiled.source
+    assert ["sr."] in compiled.params.values()
+    assert ["senior"] in compiled.params.values()
+    assert "senior engineer" in compiled.params.values()
 
 
 def test_no_alias_function_without_aliases() -> None:
-    assert SQL_FUNCTION not in compile_segment(cond("title", "eq", "x"), TODAY).sql
+    assert SQL_FUNCTION not in compile_one(cond("title", "eq", "x")).source
 
 
-@pytest.mark.parametrize("table", ["p; DROP TABLE persons", "P", "1p", ""])
-def test_table_alias_must_be_a_plain_identifier(table: str) -> None:
-    with pytest.raises(ValueError, match="plain identifier"):
-        compile_segment(all_of(), TODAY, table=table)
+def test_only_active_persons_are_read_unless_asked_otherwise() -> None:
+    segments = {"s": (cond("x", "exists"), NO_ALIASES)}
+    assert "status = 'active'" in compile_segments(segments, TODAY).source
+    everyone = compile_segments(segments, TODAY, active_only=False)
+    assert "status" not in everyone.source
 
 
-def test_equality_membership_and_list_conditions_carry_an_index_hint() -> None:
-    equality = compile_segment(cond("dept", "eq", " IT "), TODAY)
-    assert equality.sql.startswith("((p.search @> %s::jsonb) AND COALESCE(")
-    assert equality.params[0] == '{"dept": {"t": "it"}}'
+def test_decisions_try_each_pairs_rules_from_the_last_one_back() -> None:
+    rules = RuleSet.build(
+        [
+            rule("first", ADD, "a", position=0, role=MENTOR),
+            rule("second", REMOVE, "b", position=1, role=MENTOR),
+            rule("mentees", ADD, "a", position=2, role=MENTEE),
+        ],
+        [segment("a", cond("x", "eq", "1")), segment("b", cond("y", "eq", "2"))],
+    )
 
-    membership = compile_segment(cond("dept", "in", ["IT", "it", ["x"]]), TODAY)
-    assert membership.params[0] == '{"dept": {"t": "it"}}'
-    assert membership.sql.count("@>") == 1
+    decisions = compile_decisions(rules, TODAY)
 
-    listed = compile_segment(cond("skills", "includes", "SQL"), TODAY)
-    assert listed.params[0] == '{"skills": {"i": ["sql"]}}'
-
-
-@pytest.mark.parametrize(
-    ("operator", "value"),
-    [
-        (Operator.NE, "IT"),
-        (Operator.NOT_IN, ["IT", "HR"]),
-        (Operator.EXCLUDES, "SQL"),
-    ],
-)
-def test_negated_conditions_carry_no_index_hint(operator: Operator, value: Any) -> None:
-    compiled = compile_segment(cond("dept", operator, value), TODAY)
-
-    assert "@>" not in compiled.sql
-    assert compiled.sql.startswith("(NOT COALESCE(")
-    assert not any(isinstance(param, str) and "{" in param for param in compiled.params)
+    # Pairs sorted: (p1, mentee) first, then (p1, mentor).
+    assert [r.rule_id for r in decisions.rules] == ["mentees", "first", "second"]
+    assert decisions.rules[1].role is MENTOR
+    cases = re.findall(r"CASE (.*?) END", decisions.sql)
+    assert [re.findall(r"THEN (\d+)", case) for case in cases] == [["1"], ["3", "2"]]
 
 
-@pytest.mark.parametrize("operator", [Operator.EQ, Operator.IN, Operator.INCLUDES])
-def test_conditions_under_a_not_group_carry_no_index_hint(operator: Operator) -> None:
-    value = ["IT"] if operator is Operator.IN else "IT"
-    negated = not_(all_of(cond("dept", operator, value), cond("level", "gte", 3)))
-
-    assert "@>" not in compile_segment(negated, TODAY).sql
-    assert "@>" in compile_segment(not_(negated), TODAY).sql
-
-
-@pytest.mark.parametrize(
-    ("segment", "hints"),
-    [
-        (not_(cond("dept", "ne", "IT")), 1),
-        (not_(not_(cond("dept", "eq", "IT"))), 1),
-        (not_(not_(cond("dept", "ne", "IT"))), 0),
-        (all_of(cond("dept", "eq", "IT"), not_(cond("skills", "includes", "SQL"))), 1),
-        (any_of(cond("dept", "in", ["IT", "HR"]), cond("dept", "not_in", ["x"])), 2),
-    ],
-)
-def test_index_hints_follow_the_polarity_of_the_whole_segment(
-    segment: SegmentNode, hints: int
-) -> None:
-    compiled = compile_segment(segment, TODAY)
-
-    assert compiled.sql.count("@>") == hints
-    # Each containment test's placeholder, and no other, takes a document.
-    texts_before = compiled.sql.split("%s")[:-1]
-    for text_before, param in zip(texts_before, compiled.params, strict=True):
-        is_document = isinstance(param, str) and param.startswith("{")
-        assert text_before.endswith("p.search @> ") is is_document
-
-
-def test_no_index_hint_where_the_index_cannot_answer() -> None:
-    assert "@>" not in compile_segment(cond("title", "contains", "lead"), TODAY).sql
-    assert "@>" not in compile_segment(cond("level", "gte", 3), TODAY).sql
-    aliased = compile_segment(cond("title", "eq", "Sr."), TODAY, {"Sr.": "Senior"})
-    assert "@>" not in aliased.sql
+def test_no_published_rule_decides_nothing() -> None:
+    decisions = compile_decisions(RuleSet.build([], []), TODAY)
+    assert decisions.rules == ()
+    assert "WHERE FALSE" in decisions.sql
