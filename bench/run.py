@@ -260,25 +260,39 @@ def _settings(database_url: str, kafka: KafkaSettings, work: Path) -> Settings:
 
 
 def bench_config() -> ConfigFile:
-    """Ten programs with five published rules each, over fifty segments."""
+    """Ten programs with five published rules each, over fifty segments.
+
+    Each program serves one department, as real mentorship programs do: a
+    person is a member of one or two program roles, and an event changes
+    about one membership in two. Adds and removes of a role overlap (at level
+    5 and at level 1), so their order decides there.
+    """
     segments: list[Segment] = []
     rules: list[RuleEntry] = []
     for i in range(PROGRAMS):
         program = f"program-{i}"
+        department = _cond("department", "eq", DEPARTMENTS[i % 8])
         defined = {
-            "a": {"all": [_cond("level", "gte", 3 + i % 4)]},
-            "b": {"all": [_cond("department", "eq", DEPARTMENTS[i % 8])]},
-            "c": {"all": [_cond("level", "lte", 2 + i % 3)]},
+            "a": {"all": [department, _cond("level", "gte", 5)]},
+            "b": {
+                "all": [
+                    department,
+                    _cond("location", "eq", LOCATIONS[i % 5]),
+                    _cond("level", "lte", 5),
+                ]
+            },
+            "c": {"all": [department, _cond("level", "lte", 2)]},
             "d": {
                 "all": [
-                    _cond("location", "eq", LOCATIONS[i % 5]),
+                    _cond("location", "eq", LOCATIONS[(i + 1) % 5]),
                     _cond("level", "eq", 1),
                 ]
             },
             "e": {
-                "any": [
+                "all": [
                     _cond("department", "eq", DEPARTMENTS[(i + 1) % 8]),
                     _cond("title", "contains", "lead"),
+                    _cond("level", "lte", 3),
                 ]
             },
         }

@@ -7,12 +7,12 @@ about a dozen round trips instead of ten per event.
 The rows go as one JSON text parameter, a list of positional arrays that the
 server reads with jsonb_array_elements, rather than as one array parameter a
 column: psycopg builds array parameters element by element in Python, several
-times the cost of json.dumps and of the server's JSON parser, both written in C.
+times the cost of encoding JSON (in Rust, by pydantic_core) and of the server's
+JSON parser.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from datetime import date, datetime
 from typing import Any
 
 import psycopg
+from pydantic_core import to_json
 
 from rules.person_state import PersonState, PersonStatus
 
@@ -148,7 +149,7 @@ def save_persons(
                     (
                         state.person_id,
                         # Nested as they are: the server stores the jsonb that
-                        # json.dumps of each alone would give.
+                        # the one-person path (Store.save_person) stores.
                         dict(state.attributes),
                         search,
                         state.status.value,
@@ -316,5 +317,6 @@ def set_timers(
 
 
 def _json(value: Any) -> str:
-    # The same encoding psycopg's Jsonb uses, so both paths store equal values.
-    return json.dumps(value)
+    # pydantic's encoder, written in Rust, is several times faster than the
+    # standard library's; the server parses either text to the same jsonb.
+    return to_json(value).decode()

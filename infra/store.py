@@ -76,6 +76,11 @@ class OutboxRow:
     # The event's JSON as stored, published as it is: decoding and encoding
     # it again would cost the relay more than sending it.
     payload: bytes
+    # The event's type, program and role, read out by the server for the
+    # metrics; None where the event has none.
+    kind: str | None = None
+    program_id: str | None = None
+    role: str | None = None
 
     def decoded(self) -> dict[str, Any]:
         """The event as a JSON object."""
@@ -717,15 +722,21 @@ class StoreTransaction:
     def fetch_outbox(self, limit: int) -> list[OutboxRow]:
         """Return the oldest unpublished events, in the order they were written."""
         rows = self.conn.execute(
-            "SELECT id, topic, key, convert_to(payload::text, 'UTF8') FROM outbox"
-            " ORDER BY id LIMIT %s",
+            "SELECT id, topic, key, convert_to(payload::text, 'UTF8'),"
+            " payload->>'type', payload->>'program_id', payload->>'role'"
+            " FROM outbox ORDER BY id LIMIT %s",
             (limit,),
         ).fetchall()
         return [OutboxRow(*row) for row in rows]
 
     def delete_outbox(self, ids: Sequence[int]) -> None:
         """Forget events that were published."""
-        self.conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", (list(ids),))
+        # One text parameter: psycopg would build an array parameter number
+        # by number in Python.
+        self.conn.execute(
+            "DELETE FROM outbox WHERE id = ANY(string_to_array(%s, ',')::bigint[])",
+            (",".join(map(str, ids)),),
+        )
 
     def outbox_backlog(self) -> int:
         """Return how many events wait to be published."""

@@ -1,30 +1,24 @@
 """Segments compiled to Python functions, for the incremental path's hot loop.
 
-rules.segments.matches walks a segment tree for every person it is asked
-about. compile_segment walks the tree once, when a rule set is loaded, and
-returns nested functions with the comparison values already normalised,
-aliased and parsed, so a person costs one call and one attribute lookup a
-condition. The two must give the same answer for every person and every day;
-a property test over generated people and segments holds them together.
+rules.segments.matches walks a segment tree over raw attributes for every
+person it is asked about. compile_segment walks the tree once, when a rule set
+is loaded, and returns nested functions over the person's search document
+(rules.search), the same normalised texts, numbers and day numbers the SQL of
+rules.sql reads: the comparison values are normalised, aliased and parsed once,
+a person's values once a person, and a condition costs a lookup and a compare.
+The two must give the same answer for every person and every day; a property
+test over generated people and segments holds them together.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
-from datetime import date
+from collections.abc import Callable
 from typing import Any
 
 from rules.aliases import NO_ALIASES, Aliases
-from rules.segments import (
-    POSITIVE_FORM,
-    comparable_text,
-    is_date_value,
-    more_than_ago,
-    more_than_ahead,
-    within_last,
-    within_next,
-)
+from rules.search import DAY, ITEMS, NUMBER, TEXT, SearchDocument
+from rules.segments import POSITIVE_FORM, comparable_text, is_date_value
 from rules.values import as_date, as_number
 from schemas.common import AttributeValue
 from schemas.segments import (
@@ -36,11 +30,11 @@ from schemas.segments import (
     SegmentNode,
 )
 
-Attributes = Mapping[str, Any]
-# Whether a person with these attributes is in the segment on that day.
-Predicate = Callable[[Attributes, date], bool]
-# Whether a present (not None) attribute value passes a condition on a day.
-ValueTest = Callable[[Any, date], bool]
+# Whether a person with this search document is in the segment on the day of
+# this ordinal number (date.toordinal).
+Predicate = Callable[[SearchDocument, int], bool]
+# Whether an attribute's search entry passes a condition on a day.
+EntryTest = Callable[[dict[str, Any], int], bool]
 
 
 def compile_segment(node: SegmentNode, aliases: Aliases = NO_ALIASES) -> Predicate:
@@ -59,22 +53,22 @@ def compile_condition(condition: Condition, aliases: Aliases = NO_ALIASES) -> Pr
     positive, negated = POSITIVE_FORM.get(
         condition.operator, (condition.operator, False)
     )
-    test = _VALUE_TESTS[positive](condition.value, aliases)
+    test = _ENTRY_TESTS[positive](condition.value, aliases)
     name = condition.attribute
 
-    # A missing or null attribute fails every positive condition and so
-    # passes its negation.
+    # A missing or null attribute has no entry: it fails every positive
+    # condition and so passes its negation.
     if negated:
 
-        def negative(attributes: Attributes, today: date) -> bool:
-            actual = attributes.get(name)
-            return actual is None or not test(actual, today)
+        def negative(document: SearchDocument, today: int) -> bool:
+            entry = document.get(name)
+            return entry is None or not test(entry, today)
 
         return negative
 
-    def affirmative(attributes: Attributes, today: date) -> bool:
-        actual = attributes.get(name)
-        return actual is not None and test(actual, today)
+    def affirmative(document: SearchDocument, today: int) -> bool:
+        entry = document.get(name)
+        return entry is not None and test(entry, today)
 
     return affirmative
 
@@ -83,8 +77,13 @@ def _all_of(children: tuple[Predicate, ...]) -> Predicate:
     if len(children) == 1:
         return children[0]
 
-    def all_of(attributes: Attributes, today: date) -> bool:
-        return all(child(attributes, today) for child in children)
+    # Loops rather than all() and any() over generators: this is the hot path,
+    # and a generator costs a frame for every person.
+    def all_of(document: SearchDocument, today: int) -> bool:
+        for child in children:  # noqa: SIM110
+            if not child(document, today):
+                return False
+        return True
 
     return all_of
 
@@ -93,114 +92,127 @@ def _any_of(children: tuple[Predicate, ...]) -> Predicate:
     if len(children) == 1:
         return children[0]
 
-    def any_of(attributes: Attributes, today: date) -> bool:
-        return any(child(attributes, today) for child in children)
+    def any_of(document: SearchDocument, today: int) -> bool:
+        for child in children:  # noqa: SIM110
+            if child(document, today):
+                return True
+        return False
 
     return any_of
 
 
 def _none_of(child: Predicate) -> Predicate:
-    def none_of(attributes: Attributes, today: date) -> bool:
-        return not child(attributes, today)
+    def none_of(document: SearchDocument, today: int) -> bool:
+        return not child(document, today)
 
     return none_of
 
 
-def _never(actual: Any, today: date) -> bool:
+def _never(entry: dict[str, Any], today: int) -> bool:
     return False
 
 
-def _always(actual: Any, today: date) -> bool:
+def _always(entry: dict[str, Any], today: int) -> bool:
     return True
 
 
 # -- one builder an operator: the expected value is prepared once -------------
 
 
-def _equals(expected: AttributeValue, aliases: Aliases) -> ValueTest:
+def _text_of(aliases: Aliases) -> Callable[[dict[str, Any]], str | None]:
+    """Read an entry's comparable text, with the segment's aliases applied."""
+    if not aliases:
+        return lambda entry: entry.get(TEXT)
+
+    def aliased(entry: dict[str, Any]) -> str | None:
+        text = entry.get(TEXT)
+        return None if text is None else aliases.apply(text)
+
+    return aliased
+
+
+def _equals(expected: AttributeValue, aliases: Aliases) -> EntryTest:
     wanted = comparable_text(expected, aliases)
     if wanted is None:
         return _never
+    if not aliases:
+        return lambda entry, today: entry.get(TEXT) == wanted
+    text_of = _text_of(aliases)
+    return lambda entry, today: text_of(entry) == wanted
 
-    def equals(actual: Any, today: date) -> bool:
-        return comparable_text(actual, aliases) == wanted
 
-    return equals
-
-
-def _is_in(expected: AttributeValue, aliases: Aliases) -> ValueTest:
+def _is_in(expected: AttributeValue, aliases: Aliases) -> EntryTest:
     listed = expected if isinstance(expected, list) else []
     options = {comparable_text(option, aliases) for option in listed}
     # An option that is no scalar has no text and equals nothing.
     options.discard(None)
-
-    def is_in(actual: Any, today: date) -> bool:
-        return comparable_text(actual, aliases) in options
-
-    return is_in
+    text_of = _text_of(aliases)
+    return lambda entry, today: text_of(entry) in options
 
 
-def _contains(expected: AttributeValue, aliases: Aliases) -> ValueTest:
+def _contains(expected: AttributeValue, aliases: Aliases) -> EntryTest:
     part = comparable_text(expected, aliases)
     if part is None:
         return _never
+    text_of = _text_of(aliases)
 
-    def contains(actual: Any, today: date) -> bool:
-        text = comparable_text(actual, aliases)
+    def contains(entry: dict[str, Any], today: int) -> bool:
+        text = text_of(entry)
         return text is not None and part in text
 
     return contains
 
 
-def _starts_with(expected: AttributeValue, aliases: Aliases) -> ValueTest:
+def _starts_with(expected: AttributeValue, aliases: Aliases) -> EntryTest:
     prefix = comparable_text(expected, aliases)
     if prefix is None:
         return _never
+    text_of = _text_of(aliases)
 
-    def starts_with(actual: Any, today: date) -> bool:
-        text = comparable_text(actual, aliases)
+    def starts_with(entry: dict[str, Any], today: int) -> bool:
+        text = text_of(entry)
         return text is not None and text.startswith(prefix)
 
     return starts_with
 
 
-def _exists(expected: AttributeValue, aliases: Aliases) -> ValueTest:
+def _exists(expected: AttributeValue, aliases: Aliases) -> EntryTest:
     return _always
 
 
-def _includes(expected: AttributeValue, aliases: Aliases) -> ValueTest:
+def _includes(expected: AttributeValue, aliases: Aliases) -> EntryTest:
     wanted = comparable_text(expected, aliases)
     if wanted is None:
         return _never
+    if not aliases:
+        return lambda entry, today: wanted in entry[ITEMS]
+    return lambda entry, today: any(
+        aliases.apply(item) == wanted for item in entry[ITEMS]
+    )
 
-    def includes(actual: Any, today: date) -> bool:
-        items = actual if isinstance(actual, list) else (actual,)
-        return any(comparable_text(item, aliases) == wanted for item in items)
 
-    return includes
-
-
-def _ordering(compare: Callable[[Any, Any], bool]) -> Callable[..., ValueTest]:
+def _ordering(compare: Callable[[Any, Any], bool]) -> Callable[..., EntryTest]:
     """Build an ordering builder: dates against dates, numbers against numbers."""
 
-    def build(expected: AttributeValue, aliases: Aliases) -> ValueTest:
+    def build(expected: AttributeValue, aliases: Aliases) -> EntryTest:
         if is_date_value(expected):
             bound_date = as_date(expected)
             if bound_date is None:
                 return _never
+            bound_day = bound_date.toordinal()
 
-            def on_dates(actual: Any, today: date) -> bool:
-                day = as_date(actual)
-                return day is not None and compare(day, bound_date)
+            def on_days(entry: dict[str, Any], today: int) -> bool:
+                day = entry.get(DAY)
+                return day is not None and compare(day, bound_day)
 
-            return on_dates
+            return on_days
 
         bound = as_number(expected)
         if bound is None:
             return _never
 
-        def on_numbers(actual: Any, today: date) -> bool:
-            number = as_number(actual)
+        def on_numbers(entry: dict[str, Any], today: int) -> bool:
+            number = entry.get(NUMBER)
             return number is not None and compare(number, bound)
 
         return on_numbers
@@ -208,22 +220,51 @@ def _ordering(compare: Callable[[Any, Any], bool]) -> Callable[..., ValueTest]:
     return build
 
 
-def _relative(in_window: Callable[[date, date, int], bool]) -> Callable[..., ValueTest]:
-    """Build a builder of a time-relative check of an attribute date."""
-
-    def build(expected: AttributeValue, aliases: Aliases) -> ValueTest:
-        days = int(expected)  # type: ignore[arg-type]
-
-        def relative(actual: Any, today: date) -> bool:
-            day = as_date(actual)
-            return day is not None and in_window(day, today, days)
-
-        return relative
-
-    return build
+# The time-relative windows of rules.segments, on day numbers: a day count
+# reaching past the calendar still gives an answer.
 
 
-_VALUE_TESTS: dict[Operator, Callable[[AttributeValue, Aliases], ValueTest]] = {
+def _within_last(expected: AttributeValue, aliases: Aliases) -> EntryTest:
+    days = int(expected)  # type: ignore[arg-type]
+
+    def within_last(entry: dict[str, Any], today: int) -> bool:
+        day = entry.get(DAY)
+        return day is not None and today - days <= day <= today
+
+    return within_last
+
+
+def _more_than_ago(expected: AttributeValue, aliases: Aliases) -> EntryTest:
+    days = int(expected)  # type: ignore[arg-type]
+
+    def more_than_ago(entry: dict[str, Any], today: int) -> bool:
+        day = entry.get(DAY)
+        return day is not None and day < today - days
+
+    return more_than_ago
+
+
+def _within_next(expected: AttributeValue, aliases: Aliases) -> EntryTest:
+    days = int(expected)  # type: ignore[arg-type]
+
+    def within_next(entry: dict[str, Any], today: int) -> bool:
+        day = entry.get(DAY)
+        return day is not None and today <= day <= today + days
+
+    return within_next
+
+
+def _more_than_ahead(expected: AttributeValue, aliases: Aliases) -> EntryTest:
+    days = int(expected)  # type: ignore[arg-type]
+
+    def more_than_ahead(entry: dict[str, Any], today: int) -> bool:
+        day = entry.get(DAY)
+        return day is not None and day > today + days
+
+    return more_than_ahead
+
+
+_ENTRY_TESTS: dict[Operator, Callable[[AttributeValue, Aliases], EntryTest]] = {
     Operator.EQ: _equals,
     Operator.IN: _is_in,
     Operator.CONTAINS: _contains,
@@ -234,8 +275,8 @@ _VALUE_TESTS: dict[Operator, Callable[[AttributeValue, Aliases], ValueTest]] = {
     Operator.GTE: _ordering(operator.ge),
     Operator.LT: _ordering(operator.lt),
     Operator.LTE: _ordering(operator.le),
-    Operator.WITHIN_LAST: _relative(within_last),
-    Operator.MORE_THAN_AGO: _relative(more_than_ago),
-    Operator.WITHIN_NEXT: _relative(within_next),
-    Operator.MORE_THAN_AHEAD: _relative(more_than_ahead),
+    Operator.WITHIN_LAST: _within_last,
+    Operator.MORE_THAN_AGO: _more_than_ago,
+    Operator.WITHIN_NEXT: _within_next,
+    Operator.MORE_THAN_AHEAD: _more_than_ahead,
 }

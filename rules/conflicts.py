@@ -10,6 +10,7 @@ from typing import Any
 
 from rules.evaluation import SegmentCache
 from rules.ruleset import RuleSet
+from rules.search import search_document
 from schemas.segments import Role, RuleAction
 
 
@@ -41,7 +42,8 @@ def count_conflicts(
     """
     counts: Counter[RulePair] = Counter()
     for attributes in people:
-        in_segment = SegmentCache(ruleset.predicates, attributes, today)
+        document = search_document(attributes)
+        in_segment = SegmentCache(ruleset.predicates, document, today)
         for (program_id, role), rules in ruleset.by_pair.items():
             matched = [rule for rule in rules if in_segment(rule.segment_id)]
             adds = [rule for rule in matched if rule.action is RuleAction.ADD]

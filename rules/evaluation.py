@@ -9,6 +9,7 @@ from typing import Any
 
 from rules.compiled import Predicate
 from rules.ruleset import ActiveRule, Pair, RuleSet
+from rules.search import SearchDocument, search_document
 from schemas.membership import MembershipAction
 from schemas.segments import Role, RuleAction
 
@@ -68,12 +69,12 @@ class SegmentCache:
     def __init__(
         self,
         predicates: Mapping[str, Predicate],
-        attributes: Mapping[str, Any],
+        document: SearchDocument,
         today: date,
     ) -> None:
         self._predicates = predicates
-        self._attributes = attributes
-        self._today = today
+        self._document = document
+        self._today = today.toordinal()
         self._results: dict[str, bool] = {}
 
     def __call__(self, segment_id: str) -> bool:
@@ -81,7 +82,7 @@ class SegmentCache:
         result = self._results.get(segment_id)
         if result is None:
             in_segment = self._predicates[segment_id]
-            result = in_segment(self._attributes, self._today)
+            result = in_segment(self._document, self._today)
             self._results[segment_id] = result
         return result
 
@@ -94,7 +95,8 @@ def evaluate_person(
     pairs: Collection[Pair] | None = None,
 ) -> list[PairOutcome]:
     """Return the outcome of every (program, role) with rules, or of ``pairs``."""
-    in_segment = SegmentCache(ruleset.predicates, attributes, today)
+    document = search_document(attributes)
+    in_segment = SegmentCache(ruleset.predicates, document, today)
     return [
         evaluate_pair(
             pair, ruleset.by_pair.get(pair, ()), in_segment, pair in memberships
@@ -110,21 +112,39 @@ def decide_person(
     memberships: Collection[Pair],
     today: date,
     pairs: Collection[Pair] | None = None,
+    *,
+    document: SearchDocument | None = None,
 ) -> list[Decision]:
     """Return the membership changes the published rules make for one person.
 
     The answer is evaluate_person's, reached with less work: the deciding rule
     is the last match, so each pair's rules are tried from the last one back
-    and the first match ends the search.
+    and the first match ends the search, and segments whose guard the person
+    fails (rules.guards) are never evaluated. ``document`` is the search
+    document of the attributes, when the caller has it already.
     """
-    in_segment = SegmentCache(ruleset.predicates, attributes, today)
+    if document is None:
+        document = search_document(attributes)
+    # Segments the person cannot be in are skipped without being evaluated.
+    possible = ruleset.segment_index.possible(document)
+    predicates = ruleset.predicates
+    day = today.toordinal()
+    results: dict[str, bool] = {}
     decisions = []
     for pair, newest_first in ruleset.newest_first:
         if pairs is not None and pair not in pairs:
             continue
-        deciding_rule = next(
-            (rule for rule in newest_first if in_segment(rule.segment_id)), None
-        )
+        deciding_rule = None
+        for rule in newest_first:
+            segment_id = rule.segment_id
+            if segment_id not in possible:
+                continue
+            held = results.get(segment_id)
+            if held is None:
+                held = results[segment_id] = predicates[segment_id](document, day)
+            if held:
+                deciding_rule = rule
+                break
         if deciding_rule is None:
             continue
         is_member = deciding_rule.action is RuleAction.ADD

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
+from rules.search import DAY, SearchDocument, search_document
 from rules.segments import iter_conditions
-from rules.values import as_date
 from schemas.segments import (
     Condition,
     Operator,
@@ -25,7 +25,8 @@ def next_flip(
     answer, so the person needs no re-evaluation before it unless an event
     arrives.
     """
-    return first_flip(time_relative_conditions(segments), attributes, today)
+    conditions = time_relative_conditions(segments)
+    return first_flip(conditions, search_document(attributes), today)
 
 
 def time_relative_conditions(segments: Iterable[SegmentNode]) -> tuple[Condition, ...]:
@@ -40,43 +41,44 @@ def time_relative_conditions(segments: Iterable[SegmentNode]) -> tuple[Condition
 
 
 def first_flip(
-    conditions: Iterable[Condition], attributes: Mapping[str, Any], today: date
+    conditions: Iterable[Condition], document: SearchDocument, today: date
 ) -> date | None:
     """Return the first day after today on which one of these conditions changes.
 
-    The conditions are time-relative ones (see time_relative_conditions).
+    The conditions are time-relative ones (see time_relative_conditions), read
+    over a person's search document (rules.search).
     """
-    upcoming = [
-        day
-        for condition in conditions
-        for day in _flip_days(condition, attributes)
-        if day > today
-    ]
-    return min(upcoming, default=None)
+    after = today.toordinal()
+    upcoming = _LAST + 1
+    for condition in conditions:
+        entry = document.get(condition.attribute)
+        day = None if entry is None else entry.get(DAY)
+        if day is None:
+            continue
+        for flip in _flip_days(condition, day):
+            if after < flip < upcoming:
+                upcoming = flip
+    return date.fromordinal(upcoming) if upcoming <= _LAST else None
 
 
-def _flip_days(condition: Condition, attributes: Mapping[str, Any]) -> list[date]:
-    """The days on which the condition's answer differs from the day before."""
-    day = as_date(attributes.get(condition.attribute))
-    if day is None:
-        return []
-    ordinal = day.toordinal()
+def _flip_days(condition: Condition, day: int) -> tuple[int, ...]:
+    """The day numbers on which the condition's answer differs from the day before.
+
+    A flip past the calendar's ends never comes: the caller drops it.
+    """
     days = int(condition.value)  # type: ignore[arg-type]
     # Each window is the set of "today"s for which the condition holds; it
     # changes on the window's first day and on the day after its last.
     if condition.operator is Operator.WITHIN_LAST:  # today in [day, day + N]
-        flips = [ordinal, ordinal + days + 1]
-    elif condition.operator is Operator.MORE_THAN_AGO:  # today > day + N
-        flips = [ordinal + days + 1]
-    elif condition.operator is Operator.WITHIN_NEXT:  # today in [day - N, day]
-        flips = [ordinal - days, ordinal + 1]
-    else:  # more_than_ahead: today < day - N
-        flips = [ordinal - days]
-    # A flip past the calendar's ends never comes.
-    return [date.fromordinal(flip) for flip in flips if _FIRST <= flip <= _LAST]
+        return (day, day + days + 1)
+    if condition.operator is Operator.MORE_THAN_AGO:  # today > day + N
+        return (day + days + 1,)
+    if condition.operator is Operator.WITHIN_NEXT:  # today in [day - N, day]
+        return (day - days, day + 1)
+    return (day - days,)  # more_than_ahead: today < day - N
 
 
-_FIRST, _LAST = date.min.toordinal(), date.max.toordinal()
+_LAST = date.max.toordinal()
 
 _WINDOWS = frozenset(
     {

@@ -11,6 +11,7 @@ from rules.aliases import NO_ALIASES, Aliases
 from rules.compiled import Predicate, compile_segment
 from rules.errors import RuleOrderError, RulesError
 from rules.flips import time_relative_conditions
+from rules.guards import SegmentIndex
 from schemas.segments import (
     Condition,
     Role,
@@ -132,6 +133,16 @@ class RuleSet:
         """
         return tuple(
             (pair, tuple(reversed(self.by_pair[pair]))) for pair in sorted(self.by_pair)
+        )
+
+    @cached_property
+    def segment_index(self) -> SegmentIndex:
+        """The guards of the used segments, to skip those a person cannot be in."""
+        return SegmentIndex(
+            {
+                segment_id: (definition, self.aliases_of(segment_id))
+                for segment_id, definition in self.used_segments.items()
+            }
         )
 
     @cached_property

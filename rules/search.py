@@ -16,6 +16,7 @@ construction on text normalisation, number syntax and date syntax.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,14 +27,29 @@ NUMBER = "n"
 DAY = "d"
 ITEMS = "i"
 
+# A person's search copy: an entry for each attribute that is present and not
+# null. Entries may be shared between documents: nothing changes one.
+SearchDocument = dict[str, dict[str, Any]]
 
-def search_document(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+
+def search_document(attributes: Mapping[str, Any]) -> SearchDocument:
     """Return the search copy of a person's attributes."""
     return {
-        name: search_entry(value)
+        name: _scalar_entry(value) if _is_scalar(value) else search_entry(value)
         for name, value in attributes.items()
         if value is not None
     }
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float)
+
+
+# HR values repeat a great deal (titles, departments, levels, dates), so the
+# entry of each distinct scalar is worked out once. typed: True and 1 differ.
+@functools.lru_cache(maxsize=65536, typed=True)
+def _scalar_entry(value: str | int | float) -> dict[str, Any]:
+    return search_entry(value)
 
 
 def search_entry(value: Any) -> dict[str, Any]:

@@ -117,13 +117,17 @@ def derive_event_id(*parts: object) -> str:
     computes the same id with its built-in sha256() (``mentorflow_event_id``,
     migration 002), which it cannot do for a SHA-1 uuid5 without an extension.
     """
-    name = "|".join(str(part) for part in parts)
-    digest = bytearray(
-        hashlib.sha256(EVENT_ID_NAMESPACE.bytes + name.encode()).digest()
-    )
+    hashed = _NAMESPACE_HASH.copy()
+    hashed.update("|".join(map(str, parts)).encode())
+    digest = bytearray(hashed.digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x80
     digest[8] = (digest[8] & 0x3F) | 0x80
-    return str(uuid.UUID(bytes=bytes(digest[:16])))
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+# Every derived id hashes the namespace first: hashed once, copied for each id.
+_NAMESPACE_HASH = hashlib.sha256(EVENT_ID_NAMESPACE.bytes)
 
 
 def new_event_id() -> str:

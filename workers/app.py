@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -104,6 +105,9 @@ def build_app(
     wiring = Wiring(
         settings, engine, relay, health, metrics or WorkerMetrics(), lag_reader
     )
+    # A broker slow to acknowledge is probably away: say so while the relay
+    # waits, not only once it gives up.
+    relay.on_slow = functools.partial(health.degrade, component="relay")
     _add_agents(app, wiring)
     _add_tasks(app, wiring)
     _add_pages(app, wiring)
@@ -301,11 +305,17 @@ async def _consume_batches(wiring: Wiring, stream: Any) -> None:
 
             # The records of a batch share its time; none has one of its own.
             wiring.metrics.record_batch(len(records), seconds)
-            for record, outcome in zip(records, outcomes, strict=True):
-                label = label_record(record.raw, worker.max_event_bytes)
-                wiring.metrics.record_event(
-                    PERSON_SOURCE, label.event_type, outcome, None
-                )
+            wiring.metrics.record_events(
+                PERSON_SOURCE,
+                [
+                    (
+                        outcome.event_type
+                        or label_record(record.raw, worker.max_event_bytes).event_type,
+                        outcome,
+                    )
+                    for record, outcome in zip(records, outcomes, strict=True)
+                ],
+            )
             health.processed += len(records)
             if any(o.changes or o.kind == "dead_letter" for o in outcomes):
                 wiring.outbox_written.set()

@@ -24,7 +24,7 @@ from rules.evaluation import Decision, decide_departure, decide_person
 from rules.flips import first_flip
 from rules.person_state import PersonState, apply_event
 from rules.ruleset import Pair, RuleSet
-from rules.search import search_document
+from rules.search import SearchDocument, search_document
 from schemas.membership import DeadLetter, MembershipAction, MembershipEvent
 from schemas.person import PersonEvent, PersonTerminated
 
@@ -45,8 +45,13 @@ def decide(
     memberships: set[Pair],
     today: date,
     pairs: Iterable[Pair] | None = None,
+    document: SearchDocument | None = None,
 ) -> list[Decision]:
-    """Return a person's membership changes: departures first, else the rules."""
+    """Return a person's membership changes: departures first, else the rules.
+
+    ``document`` is the search document of the person's attributes, when the
+    caller has it already.
+    """
     reason = state.departure_reason
     if reason is not None:
         return decide_departure(state.person_id, memberships, reason)
@@ -57,14 +62,22 @@ def decide(
         memberships,
         today,
         None if pairs is None else set(pairs),
+        document=document,
     )
 
 
-def flip_day(ruleset: RuleSet, state: PersonState, today: date) -> date | None:
+def flip_day(
+    ruleset: RuleSet,
+    state: PersonState,
+    today: date,
+    document: SearchDocument | None = None,
+) -> date | None:
     """Return the next day a person's segment outcomes can change, if any."""
-    if not state.is_active:
+    if not state.is_active or not ruleset.timed_conditions:
         return None
-    return first_flip(ruleset.timed_conditions, state.attributes, today)
+    if document is None:
+        document = search_document(state.attributes)
+    return first_flip(ruleset.timed_conditions, document, today)
 
 
 def hold_until(event: PersonEvent, today: date) -> date | None:
@@ -145,6 +158,8 @@ class PersonBatch:
     states: dict[str, PersonState | None]
     memberships: dict[str, set[Pair]]
     _saved: dict[str, PersonState] = field(default_factory=dict)
+    # The search document of each saved person's attributes.
+    _documents: dict[str, SearchDocument] = field(default_factory=dict)
     _timers: dict[str, date | None] = field(default_factory=dict)
     # The last change of each membership: a row to write, or None to delete.
     _members: dict[tuple[str, str, str], bulk.MembershipRow | None] = field(
@@ -154,6 +169,10 @@ class PersonBatch:
     _audit: list[bulk.AuditEntry] = field(default_factory=list)
     _processed: list[bulk.ProcessedEntry] = field(default_factory=list)
     _held: list[bulk.HeldEntry] = field(default_factory=list)
+    _events: MembershipEvents = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._events = MembershipEvents(self.membership_topic, self.changed_at)
 
     def hold_or_apply(self, event: PersonEvent) -> tuple[str, list[Decision]]:
         """Hold a future-dated event or apply it; return the outcome and changes."""
@@ -184,11 +203,12 @@ class PersonBatch:
             return "stale", []
 
         state = self.states[person_id] = self._saved[person_id] = transition.state
+        document = self._documents[person_id] = search_document(state.attributes)
         held = self.memberships.setdefault(person_id, set())
-        decisions = decide(self.ruleset, state, held, self.today)
+        decisions = decide(self.ruleset, state, held, self.today, document=document)
         for decision in decisions:
             self._record(decision, event.event_id)
-        self._timers[person_id] = flip_day(self.ruleset, state, self.today)
+        self._timers[person_id] = flip_day(self.ruleset, state, self.today, document)
         return "applied", decisions
 
     def _record(self, decision: Decision, cause_event_id: str) -> None:
@@ -204,20 +224,9 @@ class PersonBatch:
             held.discard(pair)
             self._members[key] = None
 
-        event = membership_event(decision, cause_event_id, self.changed_at)
-        self._outbox.append(
-            bulk.OutboxEntry(
-                self.membership_topic, decision.person_id, event.model_dump(mode="json")
-            )
-        )
-        self._audit.append(
-            bulk.AuditEntry(
-                decision.action.value,
-                decision.person_id,
-                cause_event_id,
-                audit_detail(decision, event),
-            )
-        )
+        outbox, audit = self._events.entries(decision, cause_event_id)
+        self._outbox.append(outbox)
+        self._audit.append(audit)
 
     def dead_letter(self, letter: DeadLetter, key: str | None) -> None:
         """Send a record to the dead-letter topic with the rest of the batch."""
@@ -248,9 +257,8 @@ class PersonBatch:
     def write(self, conn: psycopg.Connection[Any]) -> None:
         """Write everything the batch decided, in the caller's transaction."""
         saved = list(self._saved.values())
-        bulk.save_persons(
-            conn, saved, [search_document(state.attributes) for state in saved]
-        )
+        documents = [self._documents[state.person_id] for state in saved]
+        bulk.save_persons(conn, saved, documents)
         deleted = [key for key, row in self._members.items() if row is None]
         bulk.delete_memberships(conn, deleted)
         bulk.upsert_memberships(conn, _present(self._members.values()))
@@ -269,26 +277,39 @@ def _present(
     return [row for row in rows if row is not None]
 
 
-def membership_event(
-    decision: Decision, cause_event_id: str, changed_at: datetime
-) -> MembershipEvent:
-    """The membership event a decision publishes."""
-    return MembershipEvent.decided(
-        decision.action,
-        decision.program_id,
-        decision.role,
-        decision.person_id,
-        decision.decided_by,
-        cause_event_id,
-        changed_at,
-    )
+class MembershipEvents:
+    """The outbox and audit entries of decided membership changes.
 
+    Payloads are MembershipEvent.decided's JSON, built directly: the decisions
+    name persons, programs and rules that passed validation when they were
+    stored, and a batch can decide thousands of changes.
+    """
 
-def audit_detail(decision: Decision, event: MembershipEvent) -> dict[str, Any]:
-    """What the audit log keeps of a membership change."""
-    return {
-        "program_id": decision.program_id,
-        "role": decision.role.value,
-        "decided_by": decision.decided_by,
-        "event_id": event.event_id,
-    }
+    def __init__(self, topic: str, changed_at: datetime) -> None:
+        self.topic = topic
+        self.shared = MembershipEvent.shared_json(changed_at)
+
+    def entries(
+        self, decision: Decision, cause_event_id: str
+    ) -> tuple[bulk.OutboxEntry, bulk.AuditEntry]:
+        """Return the outbox entry and the audit line of one decision."""
+        payload = MembershipEvent.decided_json(
+            self.shared,
+            decision.action,
+            decision.program_id,
+            decision.role,
+            decision.person_id,
+            decision.decided_by,
+            cause_event_id,
+        )
+        detail = {
+            "program_id": decision.program_id,
+            "role": decision.role.value,
+            "decided_by": decision.decided_by,
+            "event_id": payload["event_id"],
+        }
+        outbox = bulk.OutboxEntry(self.topic, decision.person_id, payload)
+        audit = bulk.AuditEntry(
+            decision.action.value, decision.person_id, cause_event_id, detail
+        )
+        return outbox, audit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import signal
@@ -22,6 +23,7 @@ from infra.kafka import ensure_topics, make_producer
 from infra.lag import DEFAULT_TIMEOUT_S as DEFAULT_LAG_TIMEOUT_S
 from infra.lag import LagReader, PartitionLag, total_lag
 from infra.logging import configure_logging, logging_config, silenced
+from infra.publisher import BatchPublisher
 from infra.settings import (
     KafkaSettings,
     PostgresSettings,
@@ -191,11 +193,11 @@ def _run_worker(settings: Settings) -> int:
     store = open_store(settings)
     ensure_topics(settings.kafka)
     engine = build_engine(settings, store)
-    producer = _relay_producer(settings)
+    publisher = BatchPublisher(settings.kafka)
     metrics = WorkerMetrics()
     relay = OutboxRelay(
         store,
-        producer,
+        publisher,
         settings.worker.relay_batch_size,
         on_published=metrics.record_published,
     )
@@ -215,21 +217,9 @@ def _run_worker(settings: Settings) -> int:
         return int(done.code or 0)
     finally:
         lag_reader.close()
-        producer.close()
+        publisher.close()
         store.close()
     return 0
-
-
-def _relay_producer(settings: Settings) -> Any:
-    # Without idempotence, one request in flight keeps retried batches in order.
-    in_flight = 5 if settings.kafka.idempotent_producer else 1
-    # Large batches: the relay sends thousands of small events at a time, and
-    # every new batch costs the producer a wake-up of its sender thread.
-    return make_producer(
-        settings.kafka,
-        max_in_flight_requests_per_connection=in_flight,
-        batch_size=256 * 1024,
-    )
 
 
 def run_relay(settings: Settings, args: argparse.Namespace) -> int:
@@ -237,7 +227,7 @@ def run_relay(settings: Settings, args: argparse.Namespace) -> int:
     settings = running_stack_settings(settings)
     store = open_store(settings)
     ensure_topics(settings.kafka)
-    producer = _relay_producer(settings)
+    publisher = BatchPublisher(settings.kafka)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: Any) -> None:
@@ -247,10 +237,15 @@ def run_relay(settings: Settings, args: argparse.Namespace) -> int:
         signal.signal(stop_signal, request_stop)
     logger.info("relay started interval_s=%s", settings.worker.relay_interval_s)
     try:
-        relay = OutboxRelay(store, producer, settings.worker.relay_batch_size)
+        relay = OutboxRelay(
+            store,
+            publisher,
+            settings.worker.relay_batch_size,
+            on_slow=functools.partial(logger.warning, "relay waiting: %s"),
+        )
         published = relay_until_stopped(relay, stop, settings.worker.relay_interval_s)
     finally:
-        producer.close()
+        publisher.close()
         store.close()
     logger.info("relay stopped published=%d", published)
     return 0

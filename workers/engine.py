@@ -45,14 +45,13 @@ from schemas.membership import DeadLetter, DecidedBy, MembershipAction
 from schemas.person import PersonEvent, person_event_adapter
 from schemas.segments import Rule, RuleAction, RuleStatus
 from workers.batch import (
+    MembershipEvents,
     PersonBatch,
     PersonRecord,
     as_released,
-    audit_detail,
     decide,
     flip_day,
     hold_until,
-    membership_event,
 )
 from workers.clock import BusinessClock
 from workers.errors import InvalidRecordError
@@ -71,6 +70,8 @@ class Outcome:
     changes: int = 0
     # The person's own membership changes; config events report only a count.
     decisions: tuple[Decision, ...] = ()
+    # The record's event type, when the batch path decoded it already.
+    event_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,8 +193,9 @@ class Engine:
         record: PersonRecord,
     ) -> Outcome:
         """Apply one decoded record of a batch; seen gains its id."""
+        event_type = None if isinstance(item, DeadLetter) else item.type
         if item.event_id in seen:
-            return Outcome("duplicate")
+            return Outcome("duplicate", event_type=event_type)
         seen.add(item.event_id)
         if isinstance(item, DeadLetter):
             batch.dead_letter(item, _text(record.key))
@@ -201,7 +203,7 @@ class Engine:
             return _DeadLettered("dead_letter", error=item.error)
         kind, decisions = batch.hold_or_apply(item)
         batch.mark_processed(item.event_id, record.source, kind)
-        return Outcome(kind, len(decisions), tuple(decisions))
+        return Outcome(kind, len(decisions), tuple(decisions), event_type)
 
     def release_due_events(self, limit: int = 500) -> int:
         """Apply every held person event whose effective date has come.
@@ -672,6 +674,7 @@ class Engine:
         if not decisions:
             return 0
         changed_at = self.clock.now()
+        events = MembershipEvents(self.kafka.membership_topic, changed_at)
         added: list[bulk.MembershipRow] = []
         removed: list[tuple[str, str, str]] = []
         outbox: list[bulk.OutboxEntry] = []
@@ -686,21 +689,9 @@ class Engine:
                 )
             else:
                 removed.append(key)
-            event = membership_event(decision, cause_event_id, changed_at)
-            payload = event.model_dump(mode="json")
-            outbox.append(
-                bulk.OutboxEntry(
-                    self.kafka.membership_topic, decision.person_id, payload
-                )
-            )
-            audit.append(
-                bulk.AuditEntry(
-                    decision.action.value,
-                    decision.person_id,
-                    cause_event_id,
-                    audit_detail(decision, event),
-                )
-            )
+            entry, line = events.entries(decision, cause_event_id)
+            outbox.append(entry)
+            audit.append(line)
 
         # Four round trips whatever the number of decisions: a config change
         # can decide for a whole chunk of persons at once.

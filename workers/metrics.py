@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -221,35 +222,51 @@ class WorkerMetrics:
         ``seconds`` is None for a record handled as part of a batch: the batch's
         time goes to ``record_batch`` instead.
         """
-        self.events_processed.labels(source, event_type, outcome.kind).inc()
+        self.record_events(source, [(event_type, outcome)])
         if seconds is not None:
             self.processing_seconds.labels(source).observe(seconds)
-        if outcome.kind == "dead_letter":
-            self.dead_letters.labels(source).inc()
-        elif outcome.kind == "stale":
-            self.stale_events.inc()
-        for decision in outcome.decisions:
-            action = decision.action.value.removeprefix("membership.")
-            self.membership_changes.labels(
-                decision.program_id, decision.role.value, action
-            ).inc()
         # Config events report a count only: their changes may span thousands
         # of people, which the outcome does not list.
         if source == CONFIG_SOURCE:
             self.config_membership_changes.inc(outcome.changes)
 
+    def record_events(
+        self, source: str, handled: Sequence[tuple[str, Outcome]]
+    ) -> None:
+        """Count records handled together, by event type, as record_event would.
+
+        They have no time of their own: the batch's goes to record_batch.
+        """
+        outcomes = collections.Counter(
+            (event_type, outcome.kind) for event_type, outcome in handled
+        )
+        for (event_type, kind), count in outcomes.items():
+            self.events_processed.labels(source, event_type, kind).inc(count)
+            if kind == "dead_letter":
+                self.dead_letters.labels(source).inc(count)
+            elif kind == "stale":
+                self.stale_events.inc(count)
+        changes = collections.Counter(
+            (
+                decision.program_id,
+                decision.role.value,
+                decision.action.value.removeprefix("membership."),
+            )
+            for _, outcome in handled
+            for decision in outcome.decisions
+        )
+        for labels, count in changes.items():
+            self.membership_changes.labels(*labels).inc(count)
+
     def record_published(self, rows: Sequence[OutboxRow]) -> None:
         """Count the membership events among outbox rows the relay published."""
-        for row in rows:
-            event = row.decoded()
-            kind = event.get("type")
-            if not isinstance(kind, str) or not kind.startswith("membership."):
-                continue
-            self.membership_events_published.labels(
-                event.get("program_id"),
-                event.get("role"),
-                kind.removeprefix("membership."),
-            ).inc()
+        published = collections.Counter(
+            (row.program_id, row.role, row.kind.removeprefix("membership."))
+            for row in rows
+            if row.kind is not None and row.kind.startswith("membership.")
+        )
+        for labels, count in published.items():
+            self.membership_events_published.labels(*labels).inc(count)
 
     def record_batch(self, size: int, seconds: float) -> None:
         """Record one batch of person records handled by the person agent."""

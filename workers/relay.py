@@ -5,11 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from kafka.errors import KafkaError
-
-from infra.kafka import BrokerUnavailableError
+from infra.publisher import BatchPublisher, Record
 from infra.store import RELAY_LOCK_KEY, OutboxRow, Store
 from schemas.errors import MentorflowError
 from workers.retry import backoff_s
@@ -30,16 +27,20 @@ class OutboxRelay:
     def __init__(
         self,
         store: Store,
-        producer: Any,
+        publisher: BatchPublisher,
         batch_size: int = 500,
         on_published: Callable[[Sequence[OutboxRow]], None] | None = None,
+        on_slow: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
-        self.producer = producer
+        self.publisher = publisher
         self.batch_size = batch_size
         # Told of each batch once the broker acknowledged it and its rows left
         # the outbox; the worker counts membership events with it.
         self.on_published = on_published
+        # Told, with the reason, when the broker is slow to acknowledge a
+        # batch (probably away); the worker reports itself degraded with it.
+        self.on_slow = on_slow
 
     def relay_once(self, timeout_s: float = 30.0) -> int:
         """Publish one batch; return how many events left the outbox."""
@@ -49,18 +50,18 @@ class OutboxRelay:
             rows = tx.fetch_outbox(self.batch_size)
             if not rows:
                 return 0
-            try:
-                futures = [
-                    self.producer.send(row.topic, key=row.key, value=row.payload)
-                    for row in rows
-                ]
-                self.producer.flush(timeout=timeout_s)
-                for future in futures:
-                    future.get(timeout=timeout_s)
-            except KafkaError as error:
-                raise BrokerUnavailableError(
-                    f"publishing {len(rows)} outbox events failed: {error}"
-                ) from error
+            records = [
+                Record(
+                    row.topic,
+                    None if row.key is None else row.key.encode(),
+                    row.payload,
+                )
+                for row in rows
+            ]
+            self.publisher.publish(records, timeout_s, on_slow=self.on_slow)
+            # Losing this deletion in a server crash only publishes the rows
+            # again, with the same ids: the commit need not wait for the disk.
+            tx.conn.execute("SET LOCAL synchronous_commit = off")
             tx.delete_outbox([row.id for row in rows])
         logger.debug("relayed outbox events count=%d", len(rows))
         if self.on_published is not None:
@@ -73,6 +74,10 @@ class OutboxRelay:
         while sent := self.relay_once():
             total += sent
         return total
+
+
+def _key_bytes(key: str | None) -> bytes | None:
+    return None if key is None else key.encode()
 
 
 def relay_until_stopped(

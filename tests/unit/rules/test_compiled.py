@@ -18,6 +18,7 @@ from rules.aliases import Aliases
 from rules.compiled import compile_segment
 from rules.evaluation import Decision, decide_person, evaluate_person
 from rules.ruleset import Pair, RuleSet
+from rules.search import search_document
 from rules.segments import matches
 from schemas.membership import MembershipAction
 from schemas.segments import Segment, SegmentNode
@@ -55,7 +56,8 @@ def test_a_compiled_segment_answers_as_the_tree_does(
     in_segment = compile_segment(node, Aliases.build(aliases))
     for attributes in people:
         expected = matches(node, attributes, today, aliases)
-        assert in_segment(attributes, today) == expected
+        document = search_document(attributes)
+        assert in_segment(document, today.toordinal()) == expected
 
 
 def reference_decisions(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import date, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -20,6 +18,7 @@ from rules.evaluation import (
     evaluate_person,
 )
 from rules.ruleset import Pair, RuleSet
+from rules.search import SearchDocument, search_document
 from schemas.membership import DecidedBy, MembershipAction
 from schemas.segments import Operator, Role, RuleAction, RuleStatus
 from tests.unit.factories import (
@@ -243,14 +242,15 @@ def test_segment_cache_evaluates_each_segment_once_per_person() -> None:
     calls: list[str] = []
 
     def counted(segment_id: str, department: str) -> Predicate:
-        def in_segment(attributes: Mapping[str, Any], today: date) -> bool:
+        def in_segment(document: SearchDocument, today: int) -> bool:
             calls.append(segment_id)
-            return attributes.get("department") == department
+            return bool(document["department"]["t"] == department)
 
         return in_segment
 
     predicates = {"sales": counted("sales", "sales"), "it": counted("it", "it")}
-    cache = SegmentCache(predicates, {"department": "sales"}, TODAY)
+    document = search_document({"department": "Sales"})
+    cache = SegmentCache(predicates, document, TODAY)
     assert [cache("sales"), cache("it"), cache("sales"), cache("it")] == [
         True,
         False,

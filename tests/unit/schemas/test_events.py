@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import uuid
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from schemas.common import EVENT_ID_NAMESPACE, derive_event_id
 from schemas.config import (
     ConfigApplied,
     ManualMembershipAdded,
@@ -344,6 +350,49 @@ def test_membership_event_rejects_an_unknown_action() -> None:
     raw = decided().model_dump(mode="json") | {"type": "membership.paused"}
     with pytest.raises(ValidationError):
         MembershipEvent.model_validate(raw)
+
+
+TEXTS = st.text(st.characters(exclude_characters="\x00", codec="utf-8"), max_size=12)
+INSTANTS = st.datetimes(timezones=st.sampled_from([UTC, ZoneInfo("Asia/Kolkata")]))
+
+
+@settings(max_examples=200)
+@given(
+    action=st.sampled_from(list(MembershipAction)),
+    program_id=TEXTS,
+    role=st.sampled_from(list(Role)),
+    person_id=TEXTS,
+    decided_by=TEXTS,
+    cause_event_id=TEXTS.filter(bool),
+    changed_at=INSTANTS,
+)
+def test_decided_json_is_the_json_of_the_decided_event(
+    action: MembershipAction,
+    program_id: str,
+    role: Role,
+    person_id: str,
+    decided_by: str,
+    cause_event_id: str,
+    changed_at: datetime,
+) -> None:
+    decision = (action, program_id, role, person_id, decided_by, cause_event_id)
+    expected = MembershipEvent.decided(*decision, changed_at).model_dump(mode="json")
+    shared = MembershipEvent.shared_json(changed_at)
+    assert MembershipEvent.decided_json(shared, *decision) == expected
+
+
+@settings(max_examples=200)
+@given(parts=st.lists(st.one_of(TEXTS, st.integers()), max_size=5))
+def test_derived_ids_are_version_8_uuids_of_the_namespaced_sha256(
+    parts: list[object],
+) -> None:
+    name = "|".join(str(part) for part in parts).encode()
+    digest = bytearray(hashlib.sha256(EVENT_ID_NAMESPACE.bytes + name).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x80
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    expected = uuid.UUID(bytes=bytes(digest[:16]))
+    assert derive_event_id(*parts) == str(expected)
+    assert expected.version == 8
 
 
 def test_dead_letter_keeps_the_source_position_and_rejects_negative_offsets() -> None:

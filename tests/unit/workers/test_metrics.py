@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -96,11 +98,43 @@ def test_person_outcomes_count_by_type_and_outcome_with_their_decisions():
     assert value(metrics, "mentorflow_config_membership_changes_total") == 0
 
 
+def test_records_of_a_batch_are_counted_together_as_one_at_a_time():
+    decisions = (
+        Decision("eng", Role.MENTOR, "p-1", MembershipAction.ADDED, "eng-mentors"),
+    )
+    handled = [
+        ("person.hired", Outcome("applied", 1, decisions)),
+        ("person.hired", Outcome("applied", 1, decisions)),
+        ("person.updated", Outcome("stale")),
+        (UNKNOWN, Outcome("dead_letter")),
+    ]
+    together, one_at_a_time = WorkerMetrics(), WorkerMetrics()
+
+    together.record_events(PERSON_SOURCE, handled)
+    for event_type, outcome in handled:
+        one_at_a_time.record_event(PERSON_SOURCE, event_type, outcome, None)
+
+    def counted(metrics: WorkerMetrics) -> dict[Any, float]:
+        # The _created samples hold the instant each series was created.
+        return {
+            key: sample
+            for key, sample in exported(metrics).items()
+            if not key[0].endswith("_created")
+        }
+
+    assert counted(together) == counted(one_at_a_time)
+    processed = "mentorflow_events_processed_total"
+    hired = {"source": "person", "type": "person.hired", "outcome": "applied"}
+    assert value(together, processed, **hired) == 2
+    changes = "mentorflow_membership_changes_total"
+    assert value(together, changes, program="eng", role="mentor", action="added") == 2
+    assert value(together, "mentorflow_dead_letters_total", source="person") == 1
+
+
 def test_records_of_a_batch_are_counted_and_timed_only_by_their_batch():
     metrics = WorkerMetrics()
 
-    for _ in range(3):
-        metrics.record_event(PERSON_SOURCE, "person.hired", Outcome("applied"), None)
+    metrics.record_events(PERSON_SOURCE, [("person.hired", Outcome("applied"))] * 3)
     metrics.record_batch(3, 0.3)
     metrics.record_batch(700, 1.5)
 
@@ -119,18 +153,23 @@ def test_records_of_a_batch_are_counted_and_timed_only_by_their_batch():
     assert value(metrics, "mentorflow_person_batch_seconds_sum") == pytest.approx(1.8)
 
 
+MEMBERSHIP = "mentorflow.membership-events"
+
+
 def test_published_membership_events_are_counted_whatever_decided_them():
     metrics = WorkerMetrics()
     added = b'{"type": "membership.added", "program_id": "eng", "role": "mentor"}'
     removed = b'{"type": "membership.removed", "program_id": "eng", "role": "mentee"}'
     letter = b'{"event_id": "x", "error": "invalid event", "payload": "{"}'
+    eng_mentor_added = ("membership.added", "eng", "mentor")
+    eng_mentee_removed = ("membership.removed", "eng", "mentee")
 
     metrics.record_published(
         [
-            OutboxRow(1, "mentorflow.membership-events", "p-1", added),
-            OutboxRow(2, "mentorflow.membership-events", "p-2", added),
-            OutboxRow(3, "mentorflow.membership-events", "p-1", removed),
-            OutboxRow(4, "mentorflow.dead-letter", None, letter),
+            OutboxRow(1, MEMBERSHIP, "p-1", added, *eng_mentor_added),
+            OutboxRow(2, MEMBERSHIP, "p-2", added, *eng_mentor_added),
+            OutboxRow(3, MEMBERSHIP, "p-1", removed, *eng_mentee_removed),
+            OutboxRow(4, "mentorflow.dead-letter", None, letter, "dead_letter"),
         ]
     )
 
