@@ -43,7 +43,9 @@ class PostgresSettings(BaseSettings):
         validation_alias=AliasChoices("MENTORFLOW_POSTGRES_URL", "DATABASE_URL"),
         description="postgresql:// URL; sslmode and sslrootcert go in its query",
     )
-    pool_size: int = Field(default=4, ge=1, le=64)
+    # Two person batches, the config agent, the relay, the calendar and the
+    # health checks may each hold a connection at once.
+    pool_size: int = Field(default=6, ge=1, le=64)
 
     @field_validator("url")
     @classmethod

@@ -23,8 +23,9 @@ from infra.logging import batch_fields, log_context
 from infra.settings import Settings
 from infra.store import SourcePosition
 from schemas.errors import MentorflowError
-from workers.batch import PersonRecord
+from workers.batch import BatchTurn, PersonRecord
 from workers.engine import Engine, Outcome
+from workers.errors import PredecessorFailedError
 from workers.health import Health
 from workers.metrics import (
     CONFIG_SOURCE,
@@ -271,9 +272,18 @@ async def _consume_batches(wiring: Wiring, stream: Any) -> None:
     would be acknowledged, and its offsets committed, without its
     transaction. noack_take() yields the same batches (as events) and leaves
     acknowledging to us: only after the batch's transaction committed.
+
+    Two batches run at once, each in a thread and a transaction of its own:
+    the second reads and evaluates while the first writes and commits, and
+    BatchTurn keeps the second's locks and commit behind the first's. Batches
+    are acknowledged in the order they were taken.
     """
     health = wiring.health
     worker = wiring.settings.worker
+    window = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+    taken: asyncio.Queue[_InFlight | None] = asyncio.Queue()
+    finisher = asyncio.ensure_future(_acknowledge_in_order(wiring, stream, taken))
+    previous: _InFlight | None = None
     health.agent_started(PERSON_AGENT)
     try:
         batches = stream.noack_take(worker.batch_size, within=worker.batch_window_s)
@@ -294,49 +304,96 @@ async def _consume_batches(wiring: Wiring, stream: Any) -> None:
                 (record.source.topic, record.source.partition, record.source.offset)
                 for record in records
             ]
+            await window.acquire()
+            turn = BatchTurn()
+            # The task keeps the batch's log context; acknowledging does not.
             with log_context(**batch_fields(positions)):
-                started = time.perf_counter()
-                outcomes = await _handle_batch(wiring, records)
-                seconds = time.perf_counter() - started
-            # Outside the batch's log context: a task that faust may start while
-            # acking would carry the batch's fields on every line it logs.
-            for event in events:
-                await stream.ack(event)
-
-            # The records of a batch share its time; none has one of its own.
-            wiring.metrics.record_batch(len(records), seconds)
-            wiring.metrics.record_events(
-                PERSON_SOURCE,
-                [
-                    (
-                        outcome.event_type
-                        or label_record(record.raw, worker.max_event_bytes).event_type,
-                        outcome,
-                    )
-                    for record, outcome in zip(records, outcomes, strict=True)
-                ],
-            )
-            health.processed += len(records)
-            if any(o.changes or o.kind == "dead_letter" for o in outcomes):
-                wiring.outbox_written.set()
+                task = asyncio.ensure_future(
+                    _handle_batch(wiring, records, previous, turn)
+                )
+            task.add_done_callback(lambda _: window.release())
+            previous = _InFlight(events, records, task, turn, time.perf_counter())
+            taken.put_nowait(previous)
+            if finisher.done():
+                finisher.result()
+        taken.put_nowait(None)
+        await finisher
     finally:
+        finisher.cancel()
         health.agent_stopped(PERSON_AGENT)
 
 
-async def _handle_batch(wiring: Wiring, records: list[PersonRecord]) -> list[Outcome]:
+# Batches of the person stream handled at once (see BatchTurn).
+BATCHES_IN_FLIGHT = 2
+
+
+@dataclass
+class _InFlight:
+    """A batch handed to a thread, to be acknowledged in its turn."""
+
+    events: list[Any]
+    records: list[PersonRecord]
+    task: asyncio.Future[list[Outcome]]
+    turn: BatchTurn
+    started: float
+
+
+async def _acknowledge_in_order(
+    wiring: Wiring, stream: Any, taken: asyncio.Queue[_InFlight | None]
+) -> None:
+    """Acknowledge and count each batch once handled, in the order taken."""
+    max_bytes = wiring.settings.worker.max_event_bytes
+    while (batch := await taken.get()) is not None:
+        outcomes = await batch.task
+        seconds = time.perf_counter() - batch.started
+        for event in batch.events:
+            await stream.ack(event)
+
+        # The records of a batch share its time; none has one of its own.
+        wiring.metrics.record_batch(len(batch.records), seconds)
+        wiring.metrics.record_events(
+            PERSON_SOURCE,
+            [
+                (
+                    outcome.event_type
+                    or label_record(record.raw, max_bytes).event_type,
+                    outcome,
+                )
+                for record, outcome in zip(batch.records, outcomes, strict=True)
+            ],
+        )
+        wiring.health.processed += len(batch.records)
+        if any(o.changes or o.kind == "dead_letter" for o in outcomes):
+            wiring.outbox_written.set()
+
+
+async def _handle_batch(
+    wiring: Wiring,
+    records: list[PersonRecord],
+    previous: _InFlight | None = None,
+    turn: BatchTurn | None = None,
+) -> list[Outcome]:
     """Handle a batch in one transaction, or one record at a time when it fails.
 
-    Retriable failures (database away) are retried without end, as for single
-    records. Any other failure falls back to the per-record path, whose own
-    retries dead-letter the poisoned record alone; its lines carry the
-    record's own event id and offset.
+    With the batch taken before it still running, the first attempt runs
+    alongside it (see BatchTurn); if either fails, this one waits for the
+    other to be done and goes on alone. Retriable failures (database away) are
+    retried without end, as for single records. Any other failure falls back
+    to the per-record path, whose own retries dead-letter the poisoned record
+    alone; its lines carry the record's own event id and offset.
     """
     engine = wiring.engine
     max_bytes = wiring.settings.worker.max_event_bytes
+    after = None if previous is None or previous.task.done() else previous.turn
     failures = 0
     while True:
+        handle = functools.partial(
+            engine.handle_person_batch, records, after=after, turn=turn
+        )
         try:
-            outcomes = await asyncio.to_thread(engine.handle_person_batch, records)
+            outcomes = await asyncio.to_thread(handle)
+        except PredecessorFailedError:
+            pass
         except MentorflowError as error:
             if not error.retriable:
                 break
@@ -344,7 +401,6 @@ async def _handle_batch(wiring: Wiring, records: list[PersonRecord]) -> list[Out
             wiring.metrics.commit_failures.labels("batch").inc()
             wiring.health.degrade(str(error), PERSON_AGENT)
             await asyncio.sleep(backoff_s(failures))
-            continue
         except Exception:
             first = records[0].source
             logger.warning(
@@ -356,9 +412,16 @@ async def _handle_batch(wiring: Wiring, records: list[PersonRecord]) -> list[Out
                 len(records),
                 exc_info=True,
             )
+            if after is not None and previous is not None:
+                await asyncio.wait([previous.task])
             break
-        wiring.health.recover(PERSON_AGENT)
-        return outcomes
+        else:
+            wiring.health.recover(PERSON_AGENT)
+            return outcomes
+        # From the second attempt on, alone: after the batch before, if any.
+        if after is not None and previous is not None:
+            await asyncio.wait([previous.task])
+        after = turn = None
 
     outcomes = []
     for record in records:

@@ -10,6 +10,7 @@ engine writes them all in the transaction that read the persons.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -27,6 +28,7 @@ from rules.ruleset import Pair, RuleSet
 from rules.search import SearchDocument, search_document
 from schemas.membership import DeadLetter, MembershipAction, MembershipEvent
 from schemas.person import PersonEvent, PersonTerminated
+from workers.errors import PredecessorFailedError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,51 @@ class PersonRecord(NamedTuple):
     raw: bytes
     key: bytes | None
     source: SourcePosition
+
+
+class BatchTurn:
+    """Where one batch's transaction stands, for the batch after it to wait on.
+
+    Two batches of one partition may run at once, so that the second reads and
+    evaluates while the first writes and commits. The second takes its locks
+    only once the first holds all of its own (so a person both name is read
+    by the second only after the first committed), waits for the first's
+    commit before reading at all when it names a person the first is
+    creating, and commits only once the first committed; if the first
+    failed, the second gives up with PredecessorFailedError and runs again
+    after it, so that the events of one person always apply in their order.
+    Nothing here ever waits on a later batch, which is what keeps the two
+    from deadlocking.
+    """
+
+    def __init__(self) -> None:
+        self._locked = threading.Event()
+        self._settled = threading.Event()
+        self._committed = False
+        # Persons the batch found absent: no row lock protects them, so a
+        # later batch naming one of them must wait for this one's commit.
+        self.absent: frozenset[str] = frozenset()
+
+    def mark_locked(self, absent: frozenset[str] = frozenset()) -> None:
+        """The batch holds every lock it can take; absent persons had no row."""
+        self.absent = absent
+        self._locked.set()
+
+    def mark_settled(self, *, committed: bool) -> None:
+        """The batch's transaction committed, or failed and was rolled back."""
+        self._committed = committed
+        self._locked.set()
+        self._settled.set()
+
+    def wait_locked(self) -> None:
+        """Wait until the batch holds its locks, or is over."""
+        self._locked.wait()
+
+    def wait_committed(self) -> None:
+        """Wait until the batch is over; raise PredecessorFailedError if it failed."""
+        self._settled.wait()
+        if not self._committed:
+            raise PredecessorFailedError("the batch before this one was rolled back")
 
 
 def decide(

@@ -45,6 +45,7 @@ from schemas.membership import DeadLetter, DecidedBy, MembershipAction
 from schemas.person import PersonEvent, person_event_adapter
 from schemas.segments import Rule, RuleAction, RuleStatus
 from workers.batch import (
+    BatchTurn,
     MembershipEvents,
     PersonBatch,
     PersonRecord,
@@ -138,7 +139,13 @@ class Engine:
         )
         return outcome
 
-    def handle_person_batch(self, records: Sequence[PersonRecord]) -> list[Outcome]:
+    def handle_person_batch(
+        self,
+        records: Sequence[PersonRecord],
+        *,
+        after: BatchTurn | None = None,
+        turn: BatchTurn | None = None,
+    ) -> list[Outcome]:
         """Process records of the person topic in one transaction, in order.
 
         The effect is the per-record path's, record by record: redelivered ids
@@ -147,23 +154,55 @@ class Engine:
         membership events reach the outbox in the order decided. Returns one
         outcome a record. Any error rolls the whole batch back, so the caller
         can retry it or fall back to handle_person_record.
+
+        With ``after``, the turn of the batch before this one, this batch
+        takes its locks and commits only after that one (see BatchTurn), and
+        raises PredecessorFailedError when that one failed; ``turn`` is told
+        how this batch stands.
         """
+        try:
+            outcomes = self._handle_person_batch(records, after, turn)
+        except BaseException:
+            if turn is not None:
+                turn.mark_settled(committed=False)
+            raise
+        if turn is not None:
+            turn.mark_settled(committed=True)
+
+        for outcome, record in zip(outcomes, records, strict=True):
+            if outcome.kind == "dead_letter":
+                _log_dead_letter(record.source, record.raw, outcome)
+        logger.debug("processed person batch records=%d", len(records))
+        return outcomes
+
+    def _handle_person_batch(
+        self,
+        records: Sequence[PersonRecord],
+        after: BatchTurn | None,
+        turn: BatchTurn | None,
+    ) -> list[Outcome]:
         decoded: list[PersonEvent | DeadLetter] = []
         for raw, key, source in records:
             try:
                 decoded.append(self._decode_person(raw, key, source))
             except InvalidRecordError as error:
                 decoded.append(self._letter(raw, key, source, str(error)))
+        person_ids = {
+            item.person_id for item in decoded if not isinstance(item, DeadLetter)
+        }
 
+        if after is not None:
+            after.wait_locked()
+            if not person_ids.isdisjoint(after.absent):
+                after.wait_committed()
         with self.store.transaction() as tx:
             tx.lock_config(exclusive=False)
-            seen = bulk.processed_ids(tx.conn, {item.event_id for item in decoded})
-            person_ids = {
-                item.person_id
-                for item in decoded
-                if not isinstance(item, DeadLetter) and item.event_id not in seen
-            }
             states = bulk.lock_persons(tx.conn, person_ids)
+            if turn is not None:
+                turn.mark_locked(frozenset(person_ids.difference(states)))
+            # Read under the locks: a batch before this one that holds one of
+            # these persons has committed its processed ids by now.
+            seen = bulk.processed_ids(tx.conn, {item.event_id for item in decoded})
             batch = PersonBatch(
                 self._current_ruleset(tx),
                 self.clock.today(),
@@ -178,11 +217,8 @@ class Engine:
                 for item, record in zip(decoded, records, strict=True)
             ]
             batch.write(tx.conn)
-
-        for outcome, record in zip(outcomes, records, strict=True):
-            if outcome.kind == "dead_letter":
-                _log_dead_letter(record.source, record.raw, outcome)
-        logger.debug("processed person batch records=%d", len(records))
+            if after is not None:
+                after.wait_committed()
         return outcomes
 
     def _batch_one(

@@ -15,3 +15,7 @@ class InvalidRecordError(WorkerError):
 
 class HRFileError(WorkerError):
     """An HR export (roster or job history) cannot be read."""
+
+
+class PredecessorFailedError(WorkerError):
+    """The batch before this one was rolled back: this one must run after it."""

@@ -6,8 +6,10 @@ import asyncio
 import base64
 import itertools
 import json
+import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, cast
@@ -29,9 +31,10 @@ from tests.fix_worker import TEST_TODAY
 from tests.integration.workload import CONFIG, T0, generate_events, oracle
 from workers import app as worker_app
 from workers import batch as batch_module
-from workers.batch import PersonRecord
+from workers.batch import BatchTurn, PersonRecord
 from workers.clock import BusinessClock
 from workers.engine import Engine
+from workers.errors import PredecessorFailedError
 from workers.health import Health
 from workers.metrics import WorkerMetrics
 
@@ -255,6 +258,106 @@ def test_a_batch_that_fails_falls_back_and_dead_letters_only_the_poisoned_record
     state = snapshot(store)
     assert {m[2] for m in state["members"]} == {"p1", "p2"}
     assert [row[0] for row in state["outbox"]].count("mentorflow.dead-letter") == 1
+
+
+def run_overlapped(
+    engine: Engine, batches: Sequence[list[PersonRecord]]
+) -> list[list[Any]]:
+    """Run batches two at a time, as the worker does, chained by their turns."""
+    turns = [BatchTurn() for _ in batches]
+    with ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(
+                engine.handle_person_batch,
+                batch,
+                after=turns[index - 1] if index else None,
+                turn=turns[index],
+            )
+            for index, batch in enumerate(batches)
+        ]
+        return [[outcome.kind for outcome in f.result()] for f in futures]
+
+
+def test_batches_run_two_at_a_time_leave_what_one_after_the_other_leaves(
+    store, other_store
+):
+    events = generate_events(seed=11)
+    records = [record(event, event.person_id) for event in events]
+    overlapped, sequential = build_engine(store), build_engine(other_store)
+    configure(overlapped)
+    configure(sequential)
+
+    kinds = run_overlapped(overlapped, list(chunks(records, 97)))
+    expected_kinds = [
+        [o.kind for o in sequential.handle_person_batch(chunk)]
+        for chunk in chunks(records, 97)
+    ]
+
+    assert kinds == expected_kinds
+    assert snapshot(store) == snapshot(other_store)
+    assert outbox_by_person(store) == oracle(events).event_ids
+
+
+def test_a_batch_naming_a_person_the_batch_before_creates_waits_for_its_commit(
+    store,
+):
+    engine = build_engine(store)
+    configure(engine)
+    held_back, first_turn, second_turn = BatchTurn(), BatchTurn(), BatchTurn()
+    held_back.mark_locked()
+    first = [record(hire("p1", level=5, at=1))]
+    second = [record(update("p1", {"level": 1}, at=2))]
+
+    with ThreadPoolExecutor(2) as pool:
+        # The first batch can commit only once held_back says so.
+        creating = pool.submit(
+            engine.handle_person_batch, first, after=held_back, turn=first_turn
+        )
+        following = pool.submit(
+            engine.handle_person_batch, second, after=first_turn, turn=second_turn
+        )
+        time.sleep(0.5)
+        assert not following.done()
+        held_back.mark_settled(committed=True)
+        kinds = [o.kind for o in creating.result() + following.result()]
+
+    assert kinds == ["applied", "applied"]
+    state = snapshot(store)
+    assert state["persons"][0][1] == {"department": "eng", "level": 1}
+    # Added as a senior mentor by the hire, then a junior mentee by the update.
+    assert {(m[1], m[2]) for m in state["members"]} == {
+        ("mentor", "p1"),
+        ("mentee", "p1"),
+    }
+
+
+def test_when_a_batch_fails_the_one_running_after_it_gives_up_too(store):
+    engine = build_engine(store)
+    configure(engine)
+    engine.handle_person_batch([record(hire("p1", level=5))])
+    before = snapshot(store)
+    failing, first_turn, second_turn = BatchTurn(), BatchTurn(), BatchTurn()
+    failing.mark_locked()
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(
+            engine.handle_person_batch,
+            [record(update("p1", {"level": 1}, at=5))],
+            after=failing,
+            turn=first_turn,
+        )
+        second = pool.submit(
+            engine.handle_person_batch,
+            [record(hire("p2", level=5))],
+            after=first_turn,
+            turn=second_turn,
+        )
+        failing.mark_settled(committed=False)
+        for future in (first, second):
+            with pytest.raises(PredecessorFailedError):
+                future.result()
+
+    assert snapshot(store) == before
 
 
 def test_a_key_holding_a_nul_is_dead_lettered_with_the_key_in_base64(store):
