@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from schemas.errors import MentorflowError
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -32,6 +36,23 @@ CONTEXT_FIELDS = (
 _event_context: ContextVar[dict[str, Any] | None] = ContextVar(
     "mentorflow_log_context", default=None
 )
+
+
+def describe_failure(error: BaseException) -> str:
+    """Say what failed and where, in words that carry none of the data processed.
+
+    mentorflow's own errors name ids only, so their messages are kept. Other
+    exceptions may quote the values being processed (a database error's
+    detail, a KeyError's key), so they are named by their type and the
+    innermost frame; the whole traceback is logged at debug level only.
+    """
+    if isinstance(error, MentorflowError):
+        return f"{type(error).__name__}: {error}"
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return type(error).__name__
+    last = frames[-1]
+    return f"{type(error).__name__} at {Path(last.filename).name}:{last.lineno}"
 
 
 @contextmanager

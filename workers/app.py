@@ -19,7 +19,7 @@ from typing import Any
 import faust
 
 from infra.lag import LagReader
-from infra.logging import batch_fields, log_context
+from infra.logging import batch_fields, describe_failure, log_context
 from infra.settings import Settings
 from infra.store import SourcePosition
 from schemas.errors import MentorflowError
@@ -401,17 +401,18 @@ async def _handle_batch(
             wiring.metrics.commit_failures.labels("batch").inc()
             wiring.health.degrade(str(error), PERSON_AGENT)
             await asyncio.sleep(backoff_s(failures))
-        except Exception:
+        except Exception as error:
             first = records[0].source
             logger.warning(
                 "batch failed, retrying one record at a time topic=%s partition=%d"
-                " offset=%d records=%d",
+                " offset=%d records=%d: %s",
                 first.topic,
                 first.partition,
                 first.offset,
                 len(records),
-                exc_info=True,
+                describe_failure(error),
             )
+            logger.debug("batch failure in full", exc_info=True)
             if after is not None and previous is not None:
                 await asyncio.wait([previous.task])
             break
@@ -473,17 +474,19 @@ async def _handle(
             continue
         except Exception as error:
             failures += 1
-            logger.exception(
-                "processing failed topic=%s partition=%d offset=%d attempt=%d",
+            logger.error(
+                "processing failed topic=%s partition=%d offset=%d attempt=%d: %s",
                 source.topic,
                 source.partition,
                 source.offset,
                 failures,
+                describe_failure(error),
             )
+            logger.debug("processing failure in full", exc_info=True)
             if failures < MAX_ATTEMPTS:
                 await asyncio.sleep(backoff_s(failures))
                 continue
-            reason = f"processing failed {failures} times: {error!r}"
+            reason = f"processing failed {failures} times: {describe_failure(error)}"
             outcome = await _guarded_letter(wiring, agent, value, key, source, reason)
         health.recover(agent)
         return outcome

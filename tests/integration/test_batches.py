@@ -6,6 +6,7 @@ import asyncio
 import base64
 import itertools
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -229,7 +230,7 @@ def test_a_person_s_events_apply_in_order_within_one_batch(store):
 
 
 def test_a_batch_that_fails_falls_back_and_dead_letters_only_the_poisoned_record(
-    store, monkeypatch
+    store, monkeypatch, caplog
 ):
     engine = build_engine(store)
     configure(engine)
@@ -252,12 +253,20 @@ def test_a_batch_that_fails_falls_back_and_dead_letters_only_the_poisoned_record
     )
     records = [record(hire(p, level=5)) for p in ("p1", "poison", "p2")]
 
-    outcomes = asyncio.run(worker_app._handle_batch(wiring, records))
+    with caplog.at_level(logging.INFO):
+        outcomes = asyncio.run(worker_app._handle_batch(wiring, records))
 
     assert [o.kind for o in outcomes] == ["applied", "dead_letter", "applied"]
     state = snapshot(store)
     assert {m[2] for m in state["members"]} == {"p1", "p2"}
     assert [row[0] for row in state["outbox"]].count("mentorflow.dead-letter") == 1
+    with store.transaction() as tx:
+        letters = [row.decoded() for row in tx.fetch_outbox(100)]
+    [letter] = [row for row in letters if row.get("type") == "dead_letter"]
+    assert letter["error"].startswith("processing failed 3 times: ZeroDivisionError")
+    # The exception's own words might quote the data: they stay out of the log.
+    assert "ZeroDivisionError" in caplog.text
+    assert "only this person" not in caplog.text + letter["error"]
 
 
 def run_overlapped(

@@ -8,10 +8,12 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
+from infra.errors import DatabaseUnavailableError
 from infra.logging import (
     ContextFilter,
     JsonFormatter,
     batch_fields,
+    describe_failure,
     log_context,
     logging_config,
     silenced,
@@ -160,3 +162,22 @@ def test_a_silenced_logger_and_its_children_drop_records_until_the_block_ends():
     assert seen == ["warned"]
 
     assert library.level == logging.WARNING
+
+
+def test_a_failure_is_described_by_type_and_place_never_by_its_words():
+    try:
+        {"department": "eng"}["salary: 90000"]
+    except KeyError as error:
+        described = describe_failure(error)
+
+    assert described.startswith("KeyError at test_logging.py:")
+    assert "90000" not in described
+
+
+def test_mentorflow_s_own_errors_keep_their_message_which_names_ids_only():
+    error = DatabaseUnavailableError("postgresql failed: connection refused")
+
+    assert describe_failure(error) == (
+        "DatabaseUnavailableError: postgresql failed: connection refused"
+    )
+    assert describe_failure(ValueError("no traceback")) == "ValueError"
