@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,17 +273,17 @@ async def _consume_batches(wiring: Wiring, stream: Any) -> None:
     transaction. noack_take() yields the same batches (as events) and leaves
     acknowledging to us: only after the batch's transaction committed.
 
-    Two batches run at once, each in a thread and a transaction of its own:
-    the second reads and evaluates while the first writes and commits, and
-    BatchTurn keeps the second's locks and commit behind the first's. Batches
-    are acknowledged in the order they were taken.
+    Up to BATCHES_IN_FLIGHT batches run at once, each in a thread: the events
+    of persons that no earlier running batch names run at once, the others
+    once those batches committed (see BatchTurn). Batches are acknowledged in
+    the order they were taken.
     """
     health = wiring.health
     worker = wiring.settings.worker
     window = asyncio.Semaphore(BATCHES_IN_FLIGHT)
     taken: asyncio.Queue[_InFlight | None] = asyncio.Queue()
     finisher = asyncio.ensure_future(_acknowledge_in_order(wiring, stream, taken))
-    previous: _InFlight | None = None
+    running: list[_InFlight] = []
     health.agent_started(PERSON_AGENT)
     try:
         batches = stream.noack_take(worker.batch_size, within=worker.batch_window_s)
@@ -305,15 +305,17 @@ async def _consume_batches(wiring: Wiring, stream: Any) -> None:
                 for record in records
             ]
             await window.acquire()
+            running = [batch for batch in running if not batch.task.done()]
             turn = BatchTurn()
             # The task keeps the batch's log context; acknowledging does not.
             with log_context(**batch_fields(positions)):
                 task = asyncio.ensure_future(
-                    _handle_batch(wiring, records, previous, turn)
+                    _handle_batch(wiring, records, tuple(running), turn)
                 )
             task.add_done_callback(lambda _: window.release())
-            previous = _InFlight(events, records, task, turn, time.perf_counter())
-            taken.put_nowait(previous)
+            batch = _InFlight(events, records, task, turn, time.perf_counter())
+            running.append(batch)
+            taken.put_nowait(batch)
             if finisher.done():
                 finisher.result()
         taken.put_nowait(None)
@@ -323,7 +325,8 @@ async def _consume_batches(wiring: Wiring, stream: Any) -> None:
         health.agent_stopped(PERSON_AGENT)
 
 
-# Batches of the person stream handled at once (see BatchTurn).
+# Batches of the person stream handled at once (see BatchTurn): enough that
+# one always has Python work while the others wait on the database.
 BATCHES_IN_FLIGHT = 2
 
 
@@ -370,21 +373,21 @@ async def _acknowledge_in_order(
 async def _handle_batch(
     wiring: Wiring,
     records: list[PersonRecord],
-    previous: _InFlight | None = None,
+    earlier: Sequence[_InFlight] = (),
     turn: BatchTurn | None = None,
 ) -> list[Outcome]:
     """Handle a batch in one transaction, or one record at a time when it fails.
 
-    With the batch taken before it still running, the first attempt runs
-    alongside it (see BatchTurn); if either fails, this one waits for the
-    other to be done and goes on alone. Retriable failures (database away) are
-    retried without end, as for single records. Any other failure falls back
-    to the per-record path, whose own retries dead-letter the poisoned record
-    alone; its lines carry the record's own event id and offset.
+    With batches taken before it still running, the first attempt runs
+    alongside them (see BatchTurn); if it fails, the batch waits for them to
+    be done and goes on alone. Retriable failures (database away) are retried
+    without end, as for single records. Any other failure falls back to the
+    per-record path, whose own retries dead-letter the poisoned record alone;
+    its lines carry the record's own event id and offset.
     """
     engine = wiring.engine
     max_bytes = wiring.settings.worker.max_event_bytes
-    after = None if previous is None or previous.task.done() else previous.turn
+    after = tuple(batch.turn for batch in earlier)
     failures = 0
     while True:
         handle = functools.partial(
@@ -413,16 +416,14 @@ async def _handle_batch(
                 describe_failure(error),
             )
             logger.debug("batch failure in full", exc_info=True)
-            if after is not None and previous is not None:
-                await asyncio.wait([previous.task])
+            await _all_done(earlier)
             break
         else:
             wiring.health.recover(PERSON_AGENT)
             return outcomes
-        # From the second attempt on, alone: after the batch before, if any.
-        if after is not None and previous is not None:
-            await asyncio.wait([previous.task])
-        after = turn = None
+        # From the second attempt on, alone: after the batches before it.
+        await _all_done(earlier)
+        after, turn = (), None
 
     outcomes = []
     for record in records:
@@ -443,6 +444,12 @@ async def _handle_batch(
             )
         outcomes.append(outcome)
     return outcomes
+
+
+async def _all_done(batches: Sequence[_InFlight]) -> None:
+    """Wait until these batches are handled, whatever came of them."""
+    if batches:
+        await asyncio.wait([batch.task for batch in batches])
 
 
 async def _handle(

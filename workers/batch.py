@@ -42,42 +42,42 @@ class PersonRecord(NamedTuple):
 
 
 class BatchTurn:
-    """Where one batch's transaction stands, for the batch after it to wait on.
+    """Where one batch stands, for the batch taken after it to wait on.
 
-    Two batches of one partition may run at once, so that the second reads and
-    evaluates while the first writes and commits. The second takes its locks
-    only once the first holds all of its own (so a person both name is read
-    by the second only after the first committed), waits for the first's
-    commit before reading at all when it names a person the first is
-    creating, and commits only once the first committed; if the first
-    failed, the second gives up with PredecessorFailedError and runs again
-    after it, so that the events of one person always apply in their order.
-    Nothing here ever waits on a later batch, which is what keeps the two
-    from deadlocking.
+    Two batches of one partition may run at once. Events of persons the first
+    batch does not name run in a transaction of their own at once, beside
+    the first batch; events of persons it names run only once it committed,
+    and not at all if it failed (PredecessorFailedError): the caller then runs
+    the whole second batch again after the first. So the events of one person
+    always apply in their order, and a person the first batch is creating is
+    never read before it exists. Nothing here ever waits on a later batch,
+    which is what keeps the two from deadlocking.
     """
 
     def __init__(self) -> None:
-        self._locked = threading.Event()
+        self._decoded = threading.Event()
         self._settled = threading.Event()
         self._committed = False
-        # Persons the batch found absent: no row lock protects them, so a
-        # later batch naming one of them must wait for this one's commit.
-        self.absent: frozenset[str] = frozenset()
+        self._persons: frozenset[str] = frozenset()
 
-    def mark_locked(self, absent: frozenset[str] = frozenset()) -> None:
-        """The batch holds every lock it can take; absent persons had no row."""
-        self.absent = absent
-        self._locked.set()
+    def mark_decoded(self, persons: frozenset[str]) -> None:
+        """The batch knows the persons its events name."""
+        self._persons = persons
+        self._decoded.set()
 
     def mark_settled(self, *, committed: bool) -> None:
-        """The batch's transaction committed, or failed and was rolled back."""
+        """All of the batch committed, or some of it failed and was rolled back."""
         self._committed = committed
-        self._locked.set()
+        self._decoded.set()
         self._settled.set()
 
-    def wait_locked(self) -> None:
-        """Wait until the batch holds its locks, or is over."""
-        self._locked.wait()
+    def persons(self) -> frozenset[str]:
+        """Wait until the batch has decoded its events; return the persons named.
+
+        A batch over before it decoded anything names no one.
+        """
+        self._decoded.wait()
+        return self._persons
 
     def wait_committed(self) -> None:
         """Wait until the batch is over; raise PredecessorFailedError if it failed."""

@@ -6,7 +6,7 @@ import base64
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -143,22 +143,23 @@ class Engine:
         self,
         records: Sequence[PersonRecord],
         *,
-        after: BatchTurn | None = None,
+        after: Sequence[BatchTurn] = (),
         turn: BatchTurn | None = None,
     ) -> list[Outcome]:
-        """Process records of the person topic in one transaction, in order.
+        """Process records of the person topic, each in one transaction, in order.
 
         The effect is the per-record path's, record by record: redelivered ids
         change nothing, invalid records are dead-lettered (in the same
         transaction), each person's events apply in the order given and their
         membership events reach the outbox in the order decided. Returns one
-        outcome a record. Any error rolls the whole batch back, so the caller
-        can retry it or fall back to handle_person_record.
+        outcome a record. Any error rolls back the records not committed yet,
+        so the caller can retry the batch or fall back to handle_person_record.
 
-        With ``after``, the turn of the batch before this one, this batch
-        takes its locks and commits only after that one (see BatchTurn), and
-        raises PredecessorFailedError when that one failed; ``turn`` is told
-        how this batch stands.
+        ``after`` holds the turns of batches taken before this one and maybe
+        still running: the events of persons they name run only after they
+        all committed, in a second transaction (see BatchTurn); when one
+        failed, they raise PredecessorFailedError. ``turn`` is told how this
+        batch stands.
         """
         try:
             outcomes = self._handle_person_batch(records, after, turn)
@@ -178,7 +179,7 @@ class Engine:
     def _handle_person_batch(
         self,
         records: Sequence[PersonRecord],
-        after: BatchTurn | None,
+        after: Sequence[BatchTurn],
         turn: BatchTurn | None,
     ) -> list[Outcome]:
         decoded: list[PersonEvent | DeadLetter] = []
@@ -187,22 +188,38 @@ class Engine:
                 decoded.append(self._decode_person(raw, key, source))
             except InvalidRecordError as error:
                 decoded.append(self._letter(raw, key, source, str(error)))
-        person_ids = {
-            item.person_id for item in decoded if not isinstance(item, DeadLetter)
-        }
+        if turn is not None:
+            turn.mark_decoded(frozenset(_person_ids(decoded)))
 
-        if after is not None:
-            after.wait_locked()
-            if not person_ids.isdisjoint(after.absent):
-                after.wait_committed()
+        # Persons the batches before name wait for their commits; others run now.
+        waiting = frozenset[str]().union(*(earlier.persons() for earlier in after))
+        now = [i for i, item in enumerate(decoded) if _person_of(item) not in waiting]
+        later = [i for i, item in enumerate(decoded) if _person_of(item) in waiting]
+        outcomes = dict(
+            zip(now, self._apply_records(decoded, records, now), strict=True)
+        )
+        if later:
+            for earlier in after:
+                earlier.wait_committed()
+            applied = self._apply_records(decoded, records, later)
+            outcomes.update(zip(later, applied, strict=True))
+        return [outcomes[index] for index in range(len(records))]
+
+    def _apply_records(
+        self,
+        decoded: Sequence[PersonEvent | DeadLetter],
+        records: Sequence[PersonRecord],
+        indexes: Sequence[int],
+    ) -> list[Outcome]:
+        """Apply some records of a batch, in their order, in one transaction."""
+        if not indexes:
+            return []
+        items = [decoded[index] for index in indexes]
+        person_ids = set(_person_ids(items))
         with self.store.transaction() as tx:
             tx.lock_config(exclusive=False)
             states = bulk.lock_persons(tx.conn, person_ids)
-            if turn is not None:
-                turn.mark_locked(frozenset(person_ids.difference(states)))
-            # Read under the locks: a batch before this one that holds one of
-            # these persons has committed its processed ids by now.
-            seen = bulk.processed_ids(tx.conn, {item.event_id for item in decoded})
+            seen = bulk.processed_ids(tx.conn, {item.event_id for item in items})
             batch = PersonBatch(
                 self._current_ruleset(tx),
                 self.clock.today(),
@@ -213,12 +230,10 @@ class Engine:
                 memberships=dict(tx.memberships_of(person_ids)),
             )
             outcomes = [
-                self._batch_one(batch, seen, item, record)
-                for item, record in zip(decoded, records, strict=True)
+                self._batch_one(batch, seen, decoded[index], records[index])
+                for index in indexes
             ]
             batch.write(tx.conn)
-            if after is not None:
-                after.wait_committed()
         return outcomes
 
     def _batch_one(
@@ -831,6 +846,14 @@ def _log_dead_letter(source: SourcePosition, raw: bytes, outcome: Outcome) -> No
             len(raw),
             error,
         )
+
+
+def _person_of(item: PersonEvent | DeadLetter) -> str | None:
+    return None if isinstance(item, DeadLetter) else item.person_id
+
+
+def _person_ids(items: Iterable[PersonEvent | DeadLetter]) -> Iterator[str]:
+    return (item.person_id for item in items if not isinstance(item, DeadLetter))
 
 
 def dead_letter_id(source: SourcePosition) -> str:
