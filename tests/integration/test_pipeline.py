@@ -240,6 +240,52 @@ def test_invalid_input_is_dead_lettered_verbatim_and_the_worker_carries_on(
     assert memberships(store) == {("eng", Role.MENTEE, "p-1", "eng-mentees")}
 
 
+def wait_for_zero_lag(cli_factory: Any) -> None:
+    # faust commits offsets every few seconds, not per event.
+    deadline = time.monotonic() + 60
+    while (shown := cli_factory("lag", "--max-lag", "0")).returncode != 0:
+        assert time.monotonic() < deadline, shown.stdout
+        time.sleep(1)
+
+
+def test_every_consumed_offset_is_committed_whatever_the_event_came_to(
+    settings, store, producer, worker_factory, cli_factory, hire, promotion
+):
+    worker_factory()
+    publish_config(settings, producer, store, ENGINEERING)
+    publish_people(settings, producer, store, hire, promotion)
+    # A commit on p-1's partition first: faust's first commit of a partition
+    # skips records left unacknowledged before it, and any later one skips a
+    # single such record, so only two in a row behind a commit show one.
+    wait_for_zero_lag(cli_factory)
+
+    def update(days: int, **changes: Any) -> PersonUpdated:
+        return PersonUpdated(
+            event_id=new_event_id(),
+            occurred_at=T0 + timedelta(days=days),
+            person_id="p-1",
+            changes=changes,
+        )
+
+    # Two in a row of each outcome that changes no membership.
+    unrelated = [update(40, location="Lyon"), update(41, location="Paris")]
+    stale = [update(1, title="Engineer"), update(2, title="Engineer")]
+    topic = settings.kafka.person_topic
+    publish_events(producer, topic, keyed_by_person([*unrelated, *stale]))
+    # Redelivered, then invalid.
+    publish_events(producer, topic, keyed_by_person([hire, promotion]))
+    for _ in range(2):
+        producer.send(topic, key="p-1", value=b"{not json").get(timeout=30)
+    last = update(42, location="Nantes")
+    publish_people(settings, producer, store, last)
+
+    with store.transaction() as tx:
+        outcomes = tx.outcome_counts()
+    # The config, the hire, the promotion, three unrelated changes.
+    assert outcomes == {"applied": 6, "stale": 2, "dead_letter": 2}
+    wait_for_zero_lag(cli_factory)
+
+
 def test_the_worker_sweeps_on_its_cadence_and_repairs_drift(
     settings, store, producer, hire, tmp_path
 ):
