@@ -27,6 +27,7 @@ from infra.settings import KafkaSettings, PostgresSettings, Settings, WorkerSett
 from infra.store import SourcePosition, Store
 from schemas.common import new_event_id
 from schemas.config import CONFIG_KEY
+from schemas.errors import MentorflowError
 from schemas.person import PersonHired
 from schemas.segments import Program, Role, RuleAction, Segment
 from workers.app import Wiring, _consume_batches
@@ -446,6 +447,66 @@ def test_records_of_a_failed_batch_log_their_own_position_and_the_batchs(tmp_pat
     }
     assert exported["mentorflow_person_batch_size_sum"] == 2
     assert exported["mentorflow_person_batch_seconds_count"] == 1
+
+
+class RecordingBatchEngine:
+    """Notes what the stream had acknowledged when each batch was handed over.
+
+    With ``failure``, every batch and every record fails with it.
+    """
+
+    def __init__(self, stream: BatchStream, failure: Exception | None = None) -> None:
+        self.stream = stream
+        self.failure = failure
+        self.acked_before: list[list[Any]] = []
+
+    def handle_person_batch(self, records: list[PersonRecord]) -> list[Outcome]:
+        self.acked_before.append(list(self.stream.acked))
+        if self.failure is not None:
+            raise self.failure
+        return [Outcome("applied") for _ in records]
+
+    def handle_person_record(
+        self, raw: bytes, key: bytes | None, source: SourcePosition
+    ) -> Outcome:
+        assert self.failure is not None
+        raise self.failure
+
+
+def offline_wiring(tmp_path: Any, engine: Any) -> Wiring:
+    settings = Settings(
+        PostgresSettings(url=SecretStr("postgresql://u@127.0.0.1:9/db")),
+        KafkaSettings(bootstrap="127.0.0.1:9"),
+        WorkerSettings(data_dir=tmp_path),
+    )
+    return Wiring(settings, engine, cast(Any, None), Health(), WorkerMetrics())
+
+
+def test_a_batch_is_acknowledged_only_once_its_transaction_returned(tmp_path):
+    first = [consumed("hr", 0, 7, "e-7"), consumed("hr", 0, 8, "e-8")]
+    second = [consumed("hr", 0, 9, "e-9")]
+    stream = BatchStream(first, second)
+    engine = RecordingBatchEngine(stream)
+
+    asyncio.run(_consume_batches(offline_wiring(tmp_path, engine), stream))
+
+    # Acknowledged offsets are committed on faust's own cadence, whatever
+    # became of the transaction: none may be acknowledged before it committed.
+    assert engine.acked_before == [[], first]
+    assert stream.acked == first + second
+
+
+def test_a_batch_whose_handling_fails_is_not_acknowledged(tmp_path):
+    # Neither retriable nor a bug: the batch path and then the record path give
+    # up, and the agent crashes with nothing of the batch acknowledged.
+    stream = BatchStream([consumed("hr", 0, 7, "e-7"), consumed("hr", 0, 8, "e-8")])
+    engine = RecordingBatchEngine(stream, MentorflowError("cannot go on"))
+
+    with pytest.raises(MentorflowError):
+        asyncio.run(_consume_batches(offline_wiring(tmp_path, engine), stream))
+
+    assert engine.acked_before == [[]]
+    assert stream.acked == []
 
 
 def test_status_shows_rules_conflicts_backlog_and_lag(
