@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
 
-from infra.settings import KafkaSettings
+from infra.settings import KafkaSettings, Settings
 from infra.store import Store
+from schemas.config import CONFIG_KEY
 from schemas.person import PersonUpdated
 from tests.integration.test_lifecycle import (
     BUDDIES,
@@ -22,7 +24,9 @@ from tests.integration.test_lifecycle import (
     timers,
 )
 from workers.clock import BusinessClock
+from workers.demo import worker_process
 from workers.engine import Engine
+from workers.publishing import keyed_by_person, publish_events, wait_until_processed
 
 WRITTEN = datetime(2026, 2, 20, 9, tzinfo=UTC)
 
@@ -132,3 +136,54 @@ def _wait_for_a_lock_wait(conn: psycopg.Connection[tuple[int]]) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("the flips never waited for the person's lock")
+
+
+def on_day(settings: Settings, today: date) -> Settings:
+    """The test's settings on another day, with no calendar pass after the first."""
+    worker = settings.worker.model_copy(
+        update={"as_of": today, "calendar_interval_s": 3600.0}
+    )
+    return Settings(settings.postgres, settings.kafka, worker)
+
+
+def test_a_worker_applies_what_fell_due_while_none_ran_as_it_starts(
+    settings: Settings, store: Store, producer, tmp_path: Path
+):
+    kafka = settings.kafka
+    before = on_day(settings, HIRED_ON)
+    # p1 is hired in ten days: a timer; p2 becomes a contractor in three: held.
+    later_hire = hire("p1", hired_on=HIRED_ON + 10 * DAY)
+    p2 = hire("p2", hired_on=HIRED_ON - 5 * DAY).model_copy(
+        update={"occurred_at": WRITTEN}
+    )
+    contracting = PersonUpdated(
+        event_id="e-contract",
+        occurred_at=WRITTEN + DAY,
+        person_id="p2",
+        effective_at=HIRED_ON + 3 * DAY,
+        changes={"type": "contractor"},
+    )
+    with worker_process(before, tmp_path / "before.log"):
+        ids = publish_events(
+            producer, kafka.config_topic, [(CONFIG_KEY, BUDDIES.to_event())]
+        )
+        wait_until_processed(store, ids)
+        people = keyed_by_person([later_hire, p2, contracting])
+        wait_until_processed(
+            store, publish_events(producer, kafka.person_topic, people)
+        )
+    assert members(store) == {"p2": "add-new-hires"}
+    assert timers(store)["p1"] == HIRED_ON + 10 * DAY
+
+    # No worker ran across both dates; the next one applies both as it starts,
+    # long before its next calendar pass or its first sweep.
+    with worker_process(on_day(settings, HIRED_ON + 14 * DAY), tmp_path / "after.log"):
+        deadline = time.monotonic() + 60
+        while members(store) != {"p1": "add-new-hires"}:
+            assert time.monotonic() < deadline, members(store)
+            time.sleep(0.2)
+
+    with store.transaction() as tx:
+        sweeps = tx.conn.execute("SELECT count(*) FROM sweeps").fetchone()
+        held = tx.conn.execute("SELECT count(*) FROM held_events").fetchone()
+    assert (sweeps, held) == ((0,), (0,))
