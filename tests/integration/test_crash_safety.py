@@ -31,7 +31,12 @@ KILLS = 5
 def settings(settings: Settings) -> Settings:
     # The shortest session Kafka allows: a killed member is noticed quickly.
     kafka = settings.kafka.model_copy(update={"session_timeout_s": 6.0})
-    return Settings(settings.postgres, kafka, settings.worker)
+    # Small batches and relay rounds: each worker's life spans many
+    # transactions, offset commits and publications for a kill to fall between.
+    worker = settings.worker.model_copy(
+        update={"batch_size": 50, "relay_batch_size": 50}
+    )
+    return Settings(settings.postgres, kafka, worker)
 
 
 def test_killing_the_worker_at_random_points_loses_and_duplicates_nothing(
@@ -51,14 +56,17 @@ def test_killing_the_worker_at_random_points_loses_and_duplicates_nothing(
         producer, settings.kafka.person_topic, keyed_by_person(events)
     )
 
+    # The config event, and each distinct person event once.
+    total = len(ids) + len(set(event_ids))
     for kill in range(KILLS):
         # Kill once some more events went through, at a random point.
-        target = processed_count(store) + chooser.randint(50, 400)
+        target = processed_count(store) + chooser.randint(20, 250)
         deadline = time.monotonic() + 90
         while processed_count(store) < target and time.monotonic() < deadline:
-            if worker.poll() is not None:
-                break
-            time.sleep(chooser.uniform(0.01, 0.2))
+            assert worker.poll() is None, "the worker died by itself"
+            time.sleep(chooser.uniform(0.005, 0.1))
+        # A kill after the last event proves nothing about losing one.
+        assert processed_count(store) < total, f"kill {kill} came too late"
         worker.kill()
         worker.wait()
         worker = worker_factory(f"worker-{kill + 1}")
