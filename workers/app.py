@@ -565,14 +565,21 @@ async def _refresh_outbox(wiring: Wiring) -> None:
 
 
 async def _refresh_lag(wiring: Wiring, lag_reader: LagReader) -> None:
-    """Read the worker group's lag on every partition of its input topics."""
+    """Read the worker group's lag on every partition of its input topics.
+
+    The read doubles as the broker check: the consumer and the relay's producer
+    retry a broker that is away without a word, so a failed read degrades the
+    worker until a read succeeds again.
+    """
     try:
         lags = await asyncio.to_thread(lag_reader.read)
     except MentorflowError as error:
         # Stale figures would read as a healthy group: drop them instead.
         wiring.metrics.set_lag([])
+        wiring.health.degrade(str(error), "broker")
         logger.warning("reading the consumer lag failed: %s", error)
         return
+    wiring.health.recover("broker")
     wiring.metrics.set_lag(lags)
 
 

@@ -6,9 +6,14 @@ process itself is not restarted.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -16,6 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from infra.kafka import ensure_topics
 from infra.kafka_broker import ApacheKafkaBroker
+from infra.lag import DEFAULT_TIMEOUT_S
 from infra.settings import KafkaSettings, Settings
 from schemas.config import CONFIG_KEY
 from tests.integration.workload import (
@@ -30,6 +36,7 @@ from tests.integration.workload import (
 from workers.publishing import keyed_by_person, publish_events, wait_until_processed
 
 OUTAGE_S = 8.0
+BROKER_OUTAGE_S = DEFAULT_TIMEOUT_S + 5
 
 
 @pytest.fixture
@@ -42,6 +49,15 @@ def own_broker(tmp_path: Path) -> Iterator[ApacheKafkaBroker]:
 
 
 @pytest.fixture
+def settings(settings: Settings, free_port: int) -> Settings:
+    """The test's settings with the probes on a free port, checked often."""
+    worker = settings.worker.model_copy(
+        update={"web_port": free_port, "metrics_interval_s": 0.5}
+    )
+    return Settings(settings.postgres, settings.kafka, worker)
+
+
+@pytest.fixture
 def kafka_settings(
     kafka_settings: KafkaSettings, own_broker: ApacheKafkaBroker
 ) -> KafkaSettings:
@@ -50,8 +66,9 @@ def kafka_settings(
     return moved
 
 
-def cut_off_database(server_url: str, database_url: str, seconds: float) -> None:
-    """Refuse connections to the database and drop the open ones, for a while.
+@contextmanager
+def database_cut_off(server_url: str, database_url: str) -> Iterator[None]:
+    """Refuse connections to the database and drop the open ones, for the block.
 
     To a client this is what a server restart looks like, without touching
     the server that other tests share.
@@ -64,15 +81,27 @@ def cut_off_database(server_url: str, database_url: str, seconds: float) -> None
             " WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
         )
-    time.sleep(seconds)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'.encode())
+    try:
+        yield
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'.encode())
 
 
 def wait_for_progress(store, at_least: int, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while processed_count(store) < at_least and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def readiness(port: int) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except OSError:
+        return 0, {}
 
 
 def test_a_broker_restart_and_a_database_outage_lose_nothing(
@@ -87,22 +116,36 @@ def test_a_broker_restart_and_a_database_outage_lose_nothing(
 ):
     events = generate_events(seed=11)[:1500]
     expected = oracle(events)
+    port = settings.worker.web_port
     worker = worker_factory("worker")
     ids = publish_events(
         producer, settings.kafka.config_topic, [(CONFIG_KEY, CONFIG.to_event())]
     )
     wait_until_processed(store, ids)
-    event_ids = publish_events(
-        producer, settings.kafka.person_topic, keyed_by_person(events)
-    )
+    topic = settings.kafka.person_topic
+    # A person's events keep their order across the three parts.
+    event_ids = publish_events(producer, topic, keyed_by_person(events[:500]))
 
-    wait_for_progress(store, 300)
+    wait_for_progress(store, 200)
     own_broker.stop()
-    time.sleep(OUTAGE_S)
+    # Longer than a lag read may take: the read doubles as the broker check.
+    time.sleep(BROKER_OUTAGE_S)
     own_broker.start()
+    event_ids += publish_events(producer, topic, keyed_by_person(events[500:1000]))
+    wait_until_processed(store, list(dict.fromkeys(event_ids)), timeout_s=120)
 
-    wait_for_progress(store, 800)
-    cut_off_database(postgres_server_url, database_url, OUTAGE_S)
+    # Events arrive while the database is away: the agent retries them, and
+    # the probe says so, until it is back.
+    with database_cut_off(postgres_server_url, database_url):
+        event_ids += publish_events(producer, topic, keyed_by_person(events[1000:]))
+        deadline = time.monotonic() + 60
+        while "person-events retrying" not in readiness(port)[1].get("checks", {}).get(
+            "consuming", ""
+        ):
+            assert time.monotonic() < deadline, readiness(port)
+            time.sleep(0.2)
+        assert readiness(port)[0] == 503
+        time.sleep(OUTAGE_S)
 
     wait_until_processed(store, list(dict.fromkeys(event_ids)), timeout_s=240)
     published = read_until_complete(settings.kafka, expected.all_event_ids)
@@ -112,5 +155,10 @@ def test_a_broker_restart_and_a_database_outage_lose_nothing(
     assert {event["event_id"] for event in published} == expected.all_event_ids
     assert first_seen_by_person(published) == expected.event_ids
     log = (tmp_path / "worker.log").read_text()
-    assert "worker degraded" in log
-    assert "worker recovered" in log
+    for component in ("broker", "person-events"):
+        assert f"worker degraded component={component}:" in log
+        assert f"worker recovered component={component} " in log
+    deadline = time.monotonic() + 60
+    while readiness(port)[0] != 200:
+        assert time.monotonic() < deadline, readiness(port)
+        time.sleep(0.2)
