@@ -9,6 +9,7 @@ makes exactly the changes, outbox rows and audit rows of the Python sweep.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
@@ -522,6 +524,52 @@ def test_hostile_names_and_values_are_parameters(store: Store) -> None:
     [(_, key, payload)] = outcome.outbox
     assert key == HOSTILE
     assert payload["program_id"] == payload["decided_by"] == HOSTILE
+
+
+# The bounds of each time-relative window of 30 days, at N-1, N and N+1 days.
+BOUNDS = {
+    Operator.WITHIN_LAST: {-31: False, -30: True, -29: True, 0: True, 1: False},
+    Operator.MORE_THAN_AGO: {-31: True, -30: False, -29: False, 0: False},
+    Operator.WITHIN_NEXT: {-1: False, 0: True, 29: True, 30: True, 31: False},
+    Operator.MORE_THAN_AHEAD: {0: False, 29: False, 30: False, 31: True},
+}
+
+
+def test_sql_time_relative_bounds_at_n_minus_one_n_and_n_plus_one_days(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Neither the process nor the session runs in UTC, and the dates written
+    # with a time are already the next day in UTC: no zone may move an HR date.
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")
+    time.tzset()
+    people = {
+        f"{offset}{suffix}": (TODAY + timedelta(days=offset)).isoformat() + suffix
+        for offset in sorted({offset for days in BOUNDS.values() for offset in days})
+        for suffix in ("", "T23:30:00-08:00")
+    }
+    try:
+        with rolled_back(store) as tx:
+            tx.conn.execute("SET LOCAL TimeZone = 'America/Anchorage'")
+            for person_id, hired in people.items():
+                tx.save_person(person_state(person_id, {"hire_date": hired}))
+            for operator, expected in BOUNDS.items():
+                node = Condition(attribute="hire_date", operator=operator, value=30)
+                compiled = compile_segment(node, TODAY)
+                rows = tx.conn.execute(
+                    "SELECT person_id, " + compiled.sql + " FROM persons AS p",
+                    compiled.params,
+                ).fetchall()
+                in_sql = dict(rows)
+                for person_id, hired in people.items():
+                    offset = int(person_id.partition("T")[0])
+                    if offset not in expected:
+                        continue
+                    in_python = matches(node, {"hire_date": hired}, TODAY)
+                    answers = (in_python, in_sql[person_id])
+                    assert answers == (expected[offset],) * 2, (operator, hired)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_sql_event_id_equals_the_python_one(store: Store) -> None:
