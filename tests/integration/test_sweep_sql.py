@@ -33,9 +33,11 @@ from rules.person_state import PersonState, PersonStatus
 from rules.ruleset import RuleSet
 from rules.segments import matches
 from rules.sql import compile_segments
+from rules.values import as_date
 from schemas.common import EVENT_ID_NAMESPACE, derive_event_id
 from schemas.membership import MembershipAction, MembershipEvent
 from schemas.segments import (
+    DAY_COUNT_OPERATORS,
     AllGroup,
     Condition,
     Operator,
@@ -60,11 +62,13 @@ from tests.strategies import (
     Memberships,
     alias_maps,
     attribute_maps,
+    condition_values,
     nodes,
     rule_lists,
     seen_values,
     values,
 )
+from workers.batch import PersonRecord
 from workers.clock import BusinessClock
 from workers.engine import Engine
 
@@ -313,39 +317,97 @@ def person_events(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events
 
 
-@settings(PROPERTY, max_examples=40)
-@given(
-    segments=st.lists(st.tuples(ENGINE_NODES, ALIASES), min_size=1, max_size=3),
-    data=st.data(),
-    events=person_events(),
-)
+def event_attributes(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The attributes the events carry, for segments that use their values."""
+    return [event.get("attributes") or event.get("changes") or {} for event in events]
+
+
+def time_windows(seen: list[tuple[str, Any]]) -> st.SearchStrategy[SegmentNode]:
+    """Time-relative conditions on the dates seen, with bounds a few days away."""
+    dated = [(name, value) for name, value in seen if as_date(value) is not None]
+    if not dated:
+        return ENGINE_NODES
+    picks = st.tuples(
+        st.sampled_from(sorted(DAY_COUNT_OPERATORS)), st.sampled_from(dated)
+    )
+    return picks.flatmap(
+        lambda pick: condition_values(
+            pick[0], past_calendar=False, seen=[pick[1][1]]
+        ).map(
+            lambda count: Condition(attribute=pick[1][0], operator=pick[0], value=count)
+        )
+    )
+
+
+@settings(PROPERTY, max_examples=100)
+@given(data=st.data(), events=person_events())
 def test_a_sweep_after_processed_events_changes_nothing(
-    store: Store,
-    segments: list[tuple[SegmentNode, dict[str, str]]],
-    data: st.DataObject,
-    events: list[dict[str, Any]],
+    store: Store, data: st.DataObject, events: list[dict[str, Any]]
 ) -> None:
+    seen = seen_values(event_attributes(events))
+    segments = data.draw(
+        st.lists(
+            st.tuples(
+                st.one_of(
+                    ENGINE_NODES,
+                    nodes(past_calendar=False, seen=seen),
+                    time_windows(seen),
+                ),
+                st.one_of(ALIASES, alias_maps(seen)),
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
     rules = data.draw(rule_lists(len(segments)))
+    # One record at a time or in batches, as the worker's two paths take them.
+    batch_size = data.draw(st.one_of(st.none(), st.integers(1, 10)))
+    # Then the calendar moves on, in steps: held events and time flips fall due.
+    steps = data.draw(
+        st.lists(st.one_of(st.integers(1, 3), st.integers(1, 40)), max_size=3)
+    )
     reset(store)
     with store.transaction() as tx:
         configure(tx, segments_of(segments), rules)
     engine = Engine(store, KafkaSettings(), BusinessClock(ZoneInfo("UTC"), TODAY))
 
-    for offset, record in enumerate(events):
-        source = SourcePosition("hr.person-events", 0, offset)
-        key = record["person_id"].encode()
-        outcome = engine.handle_person_record(json.dumps(record).encode(), key, source)
-        assert outcome.kind in ("applied", "held"), outcome
-    with store.transaction() as tx:
-        before = stored_effects(tx.conn)[0]
-    event(f"memberships before the sweep: {min(len(before), 3)}+")
+    records = [
+        PersonRecord(
+            json.dumps(record).encode(),
+            record["person_id"].encode(),
+            SourcePosition("hr.person-events", 0, offset),
+        )
+        for offset, record in enumerate(events)
+    ]
+    if batch_size is None:
+        outcomes = [engine.handle_person_record(*record) for record in records]
+    else:
+        outcomes = [
+            outcome
+            for start in range(0, len(records), batch_size)
+            for outcome in engine.handle_person_batch(
+                records[start : start + batch_size]
+            )
+        ]
+    assert {outcome.kind for outcome in outcomes} <= {"applied", "held"}, outcomes
+    event(f"{'batched' if batch_size else 'one at a time'}, {len(steps)} steps")
 
-    result = engine.sweep()
+    today = TODAY
+    for step in [0, *steps]:
+        today += timedelta(days=step)
+        engine = Engine(store, KafkaSettings(), BusinessClock(ZoneInfo("UTC"), today))
+        engine.release_due_events()
+        if engine.apply_due_flips():
+            event("a time flip changed a membership")
+        with store.transaction() as tx:
+            before = stored_effects(tx.conn)[0]
 
-    assert result is not None
-    assert result.changes == 0
-    with store.transaction() as tx:
-        assert stored_effects(tx.conn)[0] == before
+        result = engine.sweep()
+
+        assert result is not None
+        assert result.changes == 0, today
+        with store.transaction() as tx:
+            assert stored_effects(tx.conn)[0] == before
 
 
 @st.composite
@@ -369,7 +431,7 @@ def disjoint_segments(draw: st.DrawFn) -> list[Segment]:
     ]
 
 
-@settings(PROPERTY, max_examples=60)
+@settings(PROPERTY, max_examples=100)
 @given(
     segments=disjoint_segments(),
     people=st.lists(
