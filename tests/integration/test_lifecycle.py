@@ -20,7 +20,12 @@ from infra.settings import KafkaSettings
 from infra.store import SourcePosition, Store
 from schemas.common import EventBase, new_event_id
 from schemas.config import ManualMembershipAdded, ManualMembershipRemoved
-from schemas.person import PersonHired, PersonTerminated, PersonUpdated
+from schemas.person import (
+    PersonDeleted,
+    PersonHired,
+    PersonTerminated,
+    PersonUpdated,
+)
 from schemas.segments import Program, Role, RuleAction, Segment
 from workers.clock import BusinessClock
 from workers.config_file import ConfigFile, RuleEntry
@@ -127,7 +132,9 @@ def feed(engine: Engine, event: EventBase, topic: str = "hr.person-events") -> s
     position = SourcePosition(topic, 0, next(_offsets))
     if topic == "mentorflow.config":
         return engine.handle_config_record(raw, b"config", position).kind
-    assert isinstance(event, PersonHired | PersonUpdated | PersonTerminated)
+    assert isinstance(
+        event, PersonHired | PersonUpdated | PersonTerminated | PersonDeleted
+    )
     return engine.handle_person_record(raw, event.person_id.encode(), position).kind
 
 
@@ -250,6 +257,49 @@ def test_termination_removes_every_membership_on_its_date_and_a_rehire_starts_ov
     later = HIRED_ON + 60 * DAY
     feed(engine_at(later), hire("p4", hired_on=later))
     assert members(store) == {"p4": "add-new-hires"}
+
+
+def test_deletion_removes_every_membership_and_a_rehire_starts_over(store, engine_at):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    feed(engine, hire("p16"))
+    manual = ManualMembershipAdded(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        program_id="buddies",
+        role=Role.MENTOR,
+        person_id="p16",
+    )
+    feed(engine, manual, "mentorflow.config")
+    with store.transaction() as tx:
+        held = {(row.role.value, row.decided_by) for row in tx.members("buddies")}
+    assert held == {("mentee", "add-new-hires"), ("mentor", "manual")}
+
+    deleted = PersonDeleted(
+        event_id=new_event_id(), occurred_at=datetime.now(UTC), person_id="p16"
+    )
+    assert feed(engine, deleted) == "applied"
+    assert members(store) == {}
+    assert {(e["role"], e["decided_by"]) for e in outbox(store)[-2:]} == {
+        ("mentee", "person_deleted"),
+        ("mentor", "person_deleted"),
+    }
+    assert timers(store) == {}
+
+    # A deleted person is in no segment, whatever later updates say.
+    revived = PersonUpdated(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        person_id="p16",
+        changes={"hire_date": HIRED_ON.isoformat()},
+    )
+    assert feed(engine, revived) == "applied"
+    assert members(store) == {}
+    result = engine.sweep()
+    assert result is not None and result.changes == 0
+
+    feed(engine, hire("p16"))
+    assert members(store) == {"p16": "add-new-hires"}
 
 
 def test_a_manual_member_is_kept_by_add_rules_and_removed_by_a_matching_remove_rule(
