@@ -306,7 +306,14 @@ def test_json_logs_carry_the_event_position_and_no_attributes(
 ):
     worker_factory()
     publish_config(settings, producer, store)
-    invalid = {"type": "person.hired", "event_id": "bad-1", "occurred_at": "then"}
+    # Refused for its instant; its attributes must not reach the log either.
+    invalid = {
+        "type": "person.hired",
+        "event_id": "bad-1",
+        "occurred_at": "then",
+        "person_id": "p-9",
+        "attributes": {"title": SECRET_TITLE},
+    }
     producer.send(settings.kafka.person_topic, key="p-9", value=invalid)
     publish_people(settings, producer, store, hire("p-1", SECRET_TITLE))
 
