@@ -18,9 +18,10 @@ from psycopg_pool import ConnectionPool
 
 from infra.errors import ConfigRejectedError, DatabaseUnavailableError
 from rules.person_state import PersonState, PersonStatus
-from rules.ruleset import Pair, RuleSet
+from rules.ruleset import ActiveRule, Pair, RuleSet
 from rules.search import search_document
-from schemas.segments import Program, Role, Rule, RuleStatus, Segment
+from rules.sql import compile_segment
+from schemas.segments import Program, Role, Rule, RuleAction, RuleStatus, Segment
 
 logger = logging.getLogger(__name__)
 
@@ -523,6 +524,38 @@ class StoreTransaction:
                 changed_at,
             ),
         )
+
+    def count_removals(
+        self, pair: Pair, rules: Sequence[ActiveRule], today: date
+    ) -> int:
+        """Count the active members of a pair whose last matching rule removes them.
+
+        rules are the pair's published rules in dashboard order. The segments
+        run as SQL over the search copies (rules.sql), which must be filled in.
+        """
+        cases: list[str] = []
+        params: list[Any] = []
+        for rule in reversed(rules):
+            condition = compile_segment(rule.definition, today, rule.aliases)
+            cases.append(f"WHEN {condition.sql} THEN %s")
+            params += [*condition.params, rule.action.value]
+        if not cases:
+            return 0
+        program_id, role = pair
+        row = self.conn.execute(
+            "SELECT count(*) FROM memberships AS m"
+            " JOIN persons AS p ON p.person_id = m.person_id"
+            " WHERE m.program_id = %s AND m.role = %s AND p.status = %s"
+            f" AND (CASE {' '.join(cases)} END) = %s",
+            (
+                program_id,
+                role.value,
+                PersonStatus.ACTIVE.value,
+                *params,
+                RuleAction.REMOVE.value,
+            ),
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     def membership_counts(self) -> dict[Pair, int]:
         """Return the member count of every (program, role) with members."""

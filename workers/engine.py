@@ -452,11 +452,7 @@ class Engine:
             event, ManualMembershipAdded | ManualMembershipRemoved | ProgramDeleted
         ):
             return False
-        removals = Counter(
-            decision.program_id
-            for decision in self._dry_run(tx, event, removals_only=True)
-            if decision.action is MembershipAction.REMOVED
-        )
+        removals = self._removals_by_program(tx, event)
         members: Counter[str] = Counter()
         for (program_id, _), count in tx.membership_counts().items():
             members[program_id] += count
@@ -480,6 +476,36 @@ class Engine:
         )
         return True
 
+    def _removals_by_program(
+        self, tx: StoreTransaction, event: ConfigEvent
+    ) -> Counter[str]:
+        """Count, per program, the members event would remove now, changing nothing.
+
+        The change is applied in a savepoint rolled back after, and the members
+        are counted inside PostgreSQL over the compiled segments: the exclusive
+        configuration lock, which holds up every person event, is held for one
+        query a touched program role, not for a walk over every person.
+        """
+        # Search copies left to compute are computed for good, not rolled back.
+        fill_search(tx.conn)
+        removals: Counter[str] = Counter()
+        try:
+            with tx.savepoint():
+                _, touched = self._apply_config_event(tx, event)
+                ruleset = tx.load_ruleset()
+                for pair in sorted(touched):
+                    rules = ruleset.by_pair.get(pair, ())
+                    if any(rule.action is RuleAction.REMOVE for rule in rules):
+                        today = self.clock.today()
+                        removals[pair[0]] += tx.count_removals(pair, rules, today)
+                raise _RollBack
+        except _RollBack:
+            pass
+        finally:
+            # The cache may hold the rule set of the rolled-back version.
+            self._ruleset = None
+        return removals
+
     def _take_held(self, tx: StoreTransaction, event: ConfigConfirmed) -> ConfigEvent:
         payload = tx.take_held_config(event.held_event_id)
         if payload is None:
@@ -500,23 +526,17 @@ class Engine:
             tx.lock_config(exclusive=True)
             return self._dry_run(tx, event)
 
-    def _dry_run(
-        self, tx: StoreTransaction, event: ConfigEvent, *, removals_only: bool = False
-    ) -> list[Decision]:
+    def _dry_run(self, tx: StoreTransaction, event: ConfigEvent) -> list[Decision]:
         """Apply event and re-evaluate everyone in a savepoint rolled back after.
 
-        With ``removals_only``, a change that leaves no published remove rule in
-        the pairs it touches is not re-evaluated: it cannot remove anyone. This
-        walks every person in Python, so on millions of persons a guarded config
-        change or a preview costs as much as a Python sweep.
+        This walks every person in Python, so on millions of persons a preview
+        costs as much as a Python sweep.
         """
         recorded: list[Decision] = []
         self._recorder = recorded
         try:
             with tx.savepoint():
                 _, touched = self._apply_config_event(tx, event)
-                if removals_only and not _has_remove_rule(tx.load_ruleset(), touched):
-                    raise _RollBack
                 self.reevaluate(tx, touched, event.event_id)
                 raise _RollBack
         except _RollBack:
@@ -872,14 +892,6 @@ def _claimed_event_id(raw: bytes) -> str | None:
 
 class _RollBack(Exception):
     """Raised to roll back a preview's transaction."""
-
-
-def _has_remove_rule(ruleset: RuleSet, pairs: Iterable[Pair]) -> bool:
-    return any(
-        rule.action is RuleAction.REMOVE
-        for pair in pairs
-        for rule in ruleset.by_pair.get(pair, ())
-    )
 
 
 def _published_pair(rule: Rule | None) -> set[Pair]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -151,6 +151,60 @@ def test_a_change_removing_too_many_members_is_held_until_confirmed(store):
     assert members(store) == [f"p{number:03d}" for number in range(5)]
     with store.transaction() as tx:
         assert tx.held_configs() == []
+
+
+def test_the_guard_counts_exactly_the_members_the_change_then_removes(store):
+    subject = engine(store, share=0.1)
+    load_people(subject)
+    feed(subject, ADD_ENGINEERS.to_event(), 100)
+    hired = {"recently": TODAY - timedelta(days=30), "long ago": date(2020, 1, 1)}
+    with store.transaction() as tx:
+        for number in range(PEOPLE):
+            state = tx.load_person(f"p{number:03d}")
+            assert state is not None
+            title = ["Sr. Engineer", "Senior  engineer", "Engineer"][number % 3]
+            hire_date = hired["recently" if number % 2 else "long ago"].isoformat()
+            attributes = {**state.attributes, "title": title}
+            tx.save_person(replace(state, attributes={**attributes, "hire": hire_date}))
+        # As migrations leave them: computed again before any SQL reads them.
+        tx.conn.execute("UPDATE persons SET search = NULL WHERE person_id < 'p010'")
+    seniors = Segment.model_validate(
+        {
+            "segment_id": "new-seniors",
+            "aliases": {"Sr.": "Senior"},
+            "definition": {
+                "all": [
+                    {
+                        "attribute": "title",
+                        "operator": "eq",
+                        "value": "senior engineer",
+                    },
+                    {"attribute": "hire", "operator": "within_last", "value": 30},
+                ]
+            },
+        }
+    )
+    change = ConfigFile(
+        programs=ADD_ENGINEERS.programs,
+        segments=(*ADD_ENGINEERS.segments, seniors),
+        rules=(
+            rule("add-eng", RuleAction.ADD, "in-eng"),
+            rule("remove-new-seniors", RuleAction.REMOVE, "new-seniors"),
+        ),
+    ).to_event()
+
+    assert feed(subject, change, 101) == "held"
+    with store.transaction() as tx:
+        ((event_id, report, _),) = tx.held_configs()
+    confirmation = ConfigConfirmed(
+        event_id=new_event_id(), occurred_at=datetime.now(UTC), held_event_id=event_id
+    )
+    assert feed(subject, confirmation, 102) == "applied"
+
+    removed = PEOPLE - len(members(store))
+    # Odd numbers hired recently, two titles in three senior once aliased.
+    assert removed == sum(1 for n in range(PEOPLE) if n % 2 and n % 3 != 2)
+    assert report == {"guild": {"removals": removed, "members": PEOPLE}}
 
 
 def test_confirming_nothing_held_is_dead_lettered(store):
