@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -39,13 +41,35 @@ def kafka_settings(kafka_settings: KafkaSettings) -> KafkaSettings:
     return wider
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # Small batches: every partition still has events waiting when one of the
+    # workers is killed a third of the way through.
+    worker = settings.worker.model_copy(update={"batch_size": 50})
+    return Settings(settings.postgres, settings.kafka, worker)
+
+
+def assigned(log: Path) -> int:
+    """How many partitions a worker holds, by the last rebalance its log shows."""
+    found = re.findall(r"partitions (assigned|revoked) count=(\d+)", log.read_text())
+    if not found or found[-1][0] == "revoked":
+        return 0
+    return int(found[-1][1])
+
+
 @pytest.mark.parametrize("workers", [2, 3])
 def test_a_group_of_workers_losing_one_mid_stream_ends_as_the_oracle(
-    settings: Settings, store: Store, producer, worker_factory, workers
+    settings: Settings, store: Store, producer, worker_factory, workers, tmp_path
 ):
     events = generate_events(seed=workers)
     expected = oracle(events)
     group = [worker_factory(f"worker-{number}") for number in range(workers)]
+    logs = [tmp_path / f"worker-{number}.log" for number in range(workers)]
+    # Every worker of the group takes a share before the stream starts.
+    deadline = time.monotonic() + 90
+    while not all(map(assigned, logs)):
+        assert time.monotonic() < deadline, [assigned(log) for log in logs]
+        time.sleep(0.2)
     ids = publish_events(
         producer, settings.kafka.config_topic, [(CONFIG_KEY, CONFIG.to_event())]
     )
@@ -57,6 +81,9 @@ def test_a_group_of_workers_losing_one_mid_stream_ends_as_the_oracle(
     deadline = time.monotonic() + 60
     while processed_count(store) < len(events) // 3 and time.monotonic() < deadline:
         time.sleep(0.05)
+    # Killed while it holds partitions and events remain.
+    assert assigned(logs[0]) > 0
+    assert processed_count(store) < len(ids) + len(set(event_ids))
     group[0].kill()
     group[0].wait()
 
