@@ -226,6 +226,30 @@ def segments_of(drawn: list[tuple[SegmentNode, dict[str, str]]]) -> list[Segment
     ]
 
 
+def event_attributes(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The attributes the events carry, for segments that use their values."""
+    return [event.get("attributes") or event.get("changes") or {} for event in events]
+
+
+def time_windows(
+    seen: list[tuple[str, Any]], *, past_calendar: bool = False
+) -> st.SearchStrategy[SegmentNode]:
+    """Time-relative conditions on the dates seen, with bounds a few days away."""
+    dated = [(name, value) for name, value in seen if as_date(value) is not None]
+    if not dated:
+        return nodes(past_calendar=past_calendar)
+    picks = st.tuples(
+        st.sampled_from(sorted(DAY_COUNT_OPERATORS)), st.sampled_from(dated)
+    )
+    return picks.flatmap(
+        lambda pick: condition_values(
+            pick[0], past_calendar=past_calendar, seen=[pick[1][1]]
+        ).map(
+            lambda count: Condition(attribute=pick[1][0], operator=pick[0], value=count)
+        )
+    )
+
+
 # -- properties -----------------------------------------------------------------
 
 
@@ -242,8 +266,10 @@ def test_sql_of_segments_gives_the_python_answer_for_every_person(
     columns: tuple[int, int] | None,
 ) -> None:
     seen = seen_values(people)
+    # Time windows on the people's own dates, some on their very bounds.
+    trees = st.one_of(nodes(seen=seen), time_windows(seen, past_calendar=True))
     segments = data.draw(
-        st.lists(st.tuples(nodes(seen=seen), alias_maps(seen)), min_size=1, max_size=4)
+        st.lists(st.tuples(trees, alias_maps(seen)), min_size=1, max_size=4)
     )
     declared = {
         f"s{index}": (node, Aliases.build(aliases) if aliases else NO_ALIASES)
@@ -315,28 +341,6 @@ def person_events(draw: st.DrawFn) -> list[dict[str, Any]]:
             event["termination_date"] = (TODAY + timedelta(days=offset)).isoformat()
         events.append(event)
     return events
-
-
-def event_attributes(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The attributes the events carry, for segments that use their values."""
-    return [event.get("attributes") or event.get("changes") or {} for event in events]
-
-
-def time_windows(seen: list[tuple[str, Any]]) -> st.SearchStrategy[SegmentNode]:
-    """Time-relative conditions on the dates seen, with bounds a few days away."""
-    dated = [(name, value) for name, value in seen if as_date(value) is not None]
-    if not dated:
-        return ENGINE_NODES
-    picks = st.tuples(
-        st.sampled_from(sorted(DAY_COUNT_OPERATORS)), st.sampled_from(dated)
-    )
-    return picks.flatmap(
-        lambda pick: condition_values(
-            pick[0], past_calendar=False, seen=[pick[1][1]]
-        ).map(
-            lambda count: Condition(attribute=pick[1][0], operator=pick[0], value=count)
-        )
-    )
 
 
 @settings(PROPERTY, max_examples=100)
