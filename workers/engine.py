@@ -488,6 +488,7 @@ class Engine:
         """
         # Search copies left to compute are computed for good, not rolled back.
         fill_search(tx.conn)
+        today = self.clock.today()
         removals: Counter[str] = Counter()
         try:
             with tx.savepoint():
@@ -496,7 +497,6 @@ class Engine:
                 for pair in sorted(touched):
                     rules = ruleset.by_pair.get(pair, ())
                     if any(rule.action is RuleAction.REMOVE for rule in rules):
-                        today = self.clock.today()
                         removals[pair[0]] += tx.count_removals(pair, rules, today)
                 raise _RollBack
         except _RollBack:
