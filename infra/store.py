@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,9 +18,9 @@ from psycopg_pool import ConnectionPool
 
 from infra.errors import ConfigRejectedError, DatabaseUnavailableError
 from rules.person_state import PersonState, PersonStatus
-from rules.ruleset import ActiveRule, Pair, RuleSet
+from rules.ruleset import Pair, RuleSet
 from rules.search import search_document
-from rules.sql import compile_segment
+from rules.sql import compile_decisions
 from schemas.segments import Program, Role, Rule, RuleAction, RuleStatus, Segment
 
 logger = logging.getLogger(__name__)
@@ -525,37 +525,36 @@ class StoreTransaction:
             ),
         )
 
-    def count_removals(
-        self, pair: Pair, rules: Sequence[ActiveRule], today: date
-    ) -> int:
-        """Count the active members of a pair whose last matching rule removes them.
+    def count_removals(self, ruleset: RuleSet, today: date) -> Counter[str]:
+        """Count, by program, the members whose deciding rule now removes them.
 
-        rules are the pair's published rules in dashboard order. The segments
-        run as SQL over the search copies (rules.sql), which must be filled in.
+        Only the pairs of ruleset count; its segments run as SQL over the
+        search copies (rules.sql), which must be filled in, in one pass over
+        the active persons.
         """
-        cases: list[str] = []
-        params: list[Any] = []
-        for rule in reversed(rules):
-            condition = compile_segment(rule.definition, today, rule.aliases)
-            cases.append(f"WHEN {condition.sql} THEN %s")
-            params += [*condition.params, rule.action.value]
-        if not cases:
-            return 0
-        program_id, role = pair
-        row = self.conn.execute(
-            "SELECT count(*) FROM memberships AS m"
-            " JOIN persons AS p ON p.person_id = m.person_id"
-            " WHERE m.program_id = %s AND m.role = %s AND p.status = %s"
-            f" AND (CASE {' '.join(cases)} END) = %s",
+        decisions = compile_decisions(ruleset, today)
+        if not decisions.rules:
+            return Counter()
+        rows = self.conn.execute(
             (
-                program_id,
-                role.value,
-                PersonStatus.ACTIVE.value,
-                *params,
-                RuleAction.REMOVE.value,
-            ),
-        ).fetchone()
-        return int(row[0]) if row else 0
+                "SELECT r.program_id, count(*)"
+                f" FROM ({decisions.sql}) AS d"
+                " JOIN unnest(%(rule_actions)s::text[], %(rule_programs)s::text[],"
+                " %(rule_roles)s::text[]) WITH ORDINALITY"
+                " AS r (action, program_id, role, rule_no) ON r.rule_no = d.rule_no"
+                " JOIN memberships AS m ON m.program_id = r.program_id"
+                " AND m.role = r.role AND m.person_id = d.person_id"
+                " WHERE r.action = %(remove)s GROUP BY r.program_id"
+            ).encode(),
+            {
+                **decisions.params,
+                "rule_actions": [rule.action.value for rule in decisions.rules],
+                "rule_programs": [rule.program_id for rule in decisions.rules],
+                "rule_roles": [rule.role.value for rule in decisions.rules],
+                "remove": RuleAction.REMOVE.value,
+            },
+        ).fetchall()
+        return Counter({program_id: int(count) for program_id, count in rows})
 
     def membership_counts(self) -> dict[Pair, int]:
         """Return the member count of every (program, role) with members."""

@@ -7,7 +7,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -482,9 +482,9 @@ class Engine:
         """Count, per program, the members event would remove now, changing nothing.
 
         The change is applied in a savepoint rolled back after, and the members
-        are counted inside PostgreSQL over the compiled segments: the exclusive
+        are counted inside PostgreSQL over the compiled rule set: the exclusive
         configuration lock, which holds up every person event, is held for one
-        query a touched program role, not for a walk over every person.
+        pass over the persons, not for a walk over every person in Python.
         """
         # Search copies left to compute are computed for good, not rolled back.
         fill_search(tx.conn)
@@ -494,10 +494,18 @@ class Engine:
             with tx.savepoint():
                 _, touched = self._apply_config_event(tx, event)
                 ruleset = tx.load_ruleset()
-                for pair in sorted(touched):
-                    rules = ruleset.by_pair.get(pair, ())
-                    if any(rule.action is RuleAction.REMOVE for rule in rules):
-                        removals[pair[0]] += tx.count_removals(pair, rules, today)
+                # Only pairs with a remove rule can lose members.
+                removing = {
+                    pair: ruleset.by_pair[pair]
+                    for pair in touched
+                    if any(
+                        rule.action is RuleAction.REMOVE
+                        for rule in ruleset.by_pair.get(pair, ())
+                    )
+                }
+                if removing:
+                    pairs = replace(ruleset, by_pair=removing)
+                    removals = tx.count_removals(pairs, today)
                 raise _RollBack
         except _RollBack:
             pass

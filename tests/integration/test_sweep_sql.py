@@ -620,10 +620,12 @@ def test_sql_time_relative_bounds_at_n_minus_one_n_and_n_plus_one_days(
                 tx.save_person(person_state(person_id, {"hire_date": hired}))
             for operator, expected in BOUNDS.items():
                 node = Condition(attribute="hire_date", operator=operator, value=30)
-                compiled = compile_segment(node, TODAY)
+                compiled = compile_segments(
+                    {"s": (node, NO_ALIASES)}, TODAY, active_only=False
+                )
+                query = f"SELECT p.person_id, {compiled.segments['s']}"
                 rows = tx.conn.execute(
-                    "SELECT person_id, " + compiled.sql + " FROM persons AS p",
-                    compiled.params,
+                    f"{query} FROM {compiled.source}".encode(), compiled.params
                 ).fetchall()
                 in_sql = dict(rows)
                 for person_id, hired in people.items():
