@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
@@ -31,7 +31,7 @@ from schemas.errors import MentorflowError
 from schemas.person import PersonHired
 from schemas.segments import Program, Role, RuleAction, Segment
 from workers.app import Wiring, _consume_batches
-from workers.batch import PersonRecord
+from workers.batch import BatchTurn, PersonRecord
 from workers.cli import main
 from workers.config_file import ConfigFile, RuleEntry
 from workers.demo import worker_process
@@ -371,7 +371,15 @@ def test_json_logs_of_a_batch_carry_its_topic_partitions_and_offsets(
 class FailingBatchEngine:
     """Fails every batch, so that the worker retries its records one at a time."""
 
-    def handle_person_batch(self, records: list[PersonRecord]) -> list[Outcome]:
+    def handle_person_batch(
+        self,
+        records: list[PersonRecord],
+        *,
+        after: Sequence[BatchTurn] = (),
+        turn: BatchTurn | None = None,
+    ) -> list[Outcome]:
+        if turn is not None:
+            turn.mark_settled(committed=False)
         raise RuntimeError("batch rejected")
 
     def handle_person_record(
@@ -466,9 +474,21 @@ class RecordingBatchEngine:
         self.stream = stream
         self.failure = failure
         self.acked_before: list[list[Any]] = []
+        self.acked_when_done: list[list[Any]] = []
 
-    def handle_person_batch(self, records: list[PersonRecord]) -> list[Outcome]:
+    def handle_person_batch(
+        self,
+        records: list[PersonRecord],
+        *,
+        after: Sequence[BatchTurn] = (),
+        turn: BatchTurn | None = None,
+    ) -> list[Outcome]:
         self.acked_before.append(list(self.stream.acked))
+        # Batches may overlap: give the others time to be acknowledged meanwhile.
+        time.sleep(0.2)
+        self.acked_when_done.append(list(self.stream.acked))
+        if turn is not None:
+            turn.mark_settled(committed=self.failure is None)
         if self.failure is not None:
             raise self.failure
         return [Outcome("applied") for _ in records]
@@ -499,7 +519,8 @@ def test_a_batch_is_acknowledged_only_once_its_transaction_returned(tmp_path):
 
     # Acknowledged offsets are committed on faust's own cadence, whatever
     # became of the transaction: none may be acknowledged before it committed.
-    assert engine.acked_before == [[], first]
+    for batch, acked in zip((first, second), engine.acked_when_done, strict=True):
+        assert not any(event in acked for event in batch)
     assert stream.acked == first + second
 
 
@@ -513,6 +534,7 @@ def test_a_batch_whose_handling_fails_is_not_acknowledged(tmp_path):
         asyncio.run(_consume_batches(offline_wiring(tmp_path, engine), stream))
 
     assert engine.acked_before == [[]]
+    assert engine.acked_when_done == [[]]
     assert stream.acked == []
 
 
