@@ -312,7 +312,7 @@ async def _consume_batches(wiring: Wiring, stream: Any) -> None:
                 task = asyncio.ensure_future(
                     _handle_batch(wiring, records, tuple(running), turn)
                 )
-            task.add_done_callback(lambda _: window.release())
+            task.add_done_callback(functools.partial(_batch_done, wiring, window))
             batch = _InFlight(events, records, task, turn, time.perf_counter())
             running.append(batch)
             taken.put_nowait(batch)
@@ -366,8 +366,17 @@ async def _acknowledge_in_order(
             ],
         )
         wiring.health.processed += len(batch.records)
-        if any(o.changes or o.kind == "dead_letter" for o in outcomes):
-            wiring.outbox_written.set()
+
+
+def _batch_done(
+    wiring: Wiring, window: asyncio.Semaphore, task: asyncio.Future[list[Outcome]]
+) -> None:
+    """Free the batch's place, and wake the relay at once for what it wrote."""
+    window.release()
+    if task.cancelled() or task.exception() is not None:
+        return
+    if any(o.changes or o.kind == "dead_letter" for o in task.result()):
+        wiring.outbox_written.set()
 
 
 async def _handle_batch(
