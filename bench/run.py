@@ -75,6 +75,7 @@ class WorkerRun:
     processed_per_s: float
     published_per_s: float
     peak_rss_mib: float
+    membership_events: int
 
 
 PARTS = ("throughput", "sweep", "incremental", "memory", "plots")
@@ -485,6 +486,9 @@ def _worker_run(
             with psycopg.connect(url, autocommit=True) as conn:
                 first, processed_at = _wait(conn, total, "processed", processes)
                 _, published_at = _wait(conn, total, "published", processes)
+                row = conn.execute(
+                    "SELECT count(*) FROM audit_log WHERE kind LIKE 'membership.%%'"
+                ).fetchone()
         except RuntimeError as error:
             logs = (work / f"worker-{n}.log" for n in range(workers))
             tails = "\n".join(path.read_text()[-3000:] for path in logs)
@@ -494,6 +498,7 @@ def _worker_run(
         processed_per_s=total / (processed_at - first).total_seconds(),
         published_per_s=total / (published_at - first).total_seconds(),
         peak_rss_mib=peak_rss_mib,
+        membership_events=int(row[0]) if row else 0,
     )
 
 
@@ -590,7 +595,7 @@ def _latency_run(
 
 
 def _hire_to_add(chooser: random.Random, person_id: str, at: int) -> bytes:
-    """A hire that the mentor add rules match: every one makes membership events."""
+    """A hire that a mentor add rule matches: each one makes a membership event."""
     event = {
         "type": "person.hired",
         "schema_version": 1,
@@ -647,6 +652,7 @@ def _results(
             "processed_per_s": median([r.processed_per_s for r in rs]),
             "published_per_s": median([r.published_per_s for r in rs]),
             "peak_rss_mib": max(r.peak_rss_mib for r in rs),
+            "membership_events": max(r.membership_events for r in rs),
             "runs": len(rs),
         }
         for n, rs in runs.items()
@@ -696,6 +702,10 @@ def _print(console: Console, results: dict[str, Any]) -> None:
     two = results["workers"]["2"]["processed_per_s"]
     table.add_row("two workers / one", "", f"{two / one:.2f}")
     console.print(table)
+    console.print(
+        f"membership events published: {results['workers']['1']['membership_events']:,}"
+        f" for {results['events']:,} person events"
+    )
 
     latency = results["latency"]
     table = Table(title=f"latency at {latency['rate_per_s']:.0f} events/s")
