@@ -86,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run one part of the benchmark, or all of them, and print its figures."""
     parser = argparse.ArgumentParser(prog="python -m bench.run")
     parser.add_argument(
-        "parts", nargs="*", default=["all"], choices=("all", *PARTS), metavar="part"
+        "parts",
+        nargs="*",
+        choices=("all", *PARTS),
+        metavar="part",
+        help=f"all (the default) or some of: {', '.join(PARTS)}",
     )
     parser.add_argument("--persons", type=int, default=10_000)
     parser.add_argument("--updates", type=int, default=10_000)
@@ -107,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     console = Console()
     args.out.mkdir(parents=True, exist_ok=True)
-    parts = PARTS if "all" in args.parts else tuple(args.parts)
+    # No part named means all of them: argparse checks a list default against
+    # the choices as one value, so the default cannot be ["all"].
+    parts = PARTS if not args.parts or "all" in args.parts else tuple(args.parts)
 
     if "throughput" in parts:
         _write(args.out / "throughput.json", _throughput(args, console))
