@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION: Literal[1] = 1
@@ -19,6 +27,23 @@ EVENT_ID_NAMESPACE = uuid.UUID("6c0f3c5e-3a52-4a53-9a57-0c1f3f0e8d41")
 
 # A value of a person attribute, as JSON carries it.
 AttributeValue = str | int | float | bool | list[Any] | dict[str, Any] | None
+
+
+# Validation context key saying the JSON text was found storable as a whole
+# (see holds_no_unstorable_value), so the models need not walk their values.
+STORABLE_TEXT = "storable_text"
+
+# What in a JSON text can decode to a NUL or to a number that is not finite: a
+# \u0000 escape, the NaN and Infinity literals, a three-digit exponent, a run
+# of 300 digits. Any match sends the values to be walked one by one.
+_MAYBE_UNSTORABLE = re.compile(
+    rb"\\u0000|NaN|Infinity|[0-9.][eE][+-]?[0-9]{3}|[0-9]{300}"
+)
+
+
+def holds_no_unstorable_value(raw: bytes) -> bool:
+    """Whether a JSON text surely decodes to no NUL and no infinite or NaN number."""
+    return _MAYBE_UNSTORABLE.search(raw) is None
 
 
 class FrozenModel(BaseModel):
@@ -34,7 +59,11 @@ class FrozenModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     @model_validator(mode="after")
-    def _reject_unstorable_values(self) -> Self:
+    def _reject_unstorable_values(self, info: ValidationInfo) -> Self:
+        # The JSON text was checked whole already: walking the values again
+        # costs more than the rest of validating a person event.
+        if info.context is not None and info.context.get(STORABLE_TEXT):
+            return self
         for name, value in self.__dict__.items():
             found = _unstorable_path(value, name)
             if found is not None:

@@ -23,7 +23,12 @@ from rules.errors import RulesError
 from rules.evaluation import Decision, decide_departure
 from rules.person_state import PersonState, apply_event
 from rules.ruleset import Pair, RuleSet
-from schemas.common import derive_event_id, new_event_id
+from schemas.common import (
+    STORABLE_TEXT,
+    derive_event_id,
+    holds_no_unstorable_value,
+    new_event_id,
+)
 from schemas.config import (
     ConfigApplied,
     ConfigConfirmed,
@@ -806,8 +811,9 @@ class Engine:
                 f"record of {len(raw)} bytes exceeds the limit of"
                 f" {self.max_event_bytes} bytes"
             )
+        context = {STORABLE_TEXT: True} if holds_no_unstorable_value(raw) else None
         try:
-            return validate(raw)
+            return validate(raw, context=context)
         except ValidationError as error:
             raise InvalidRecordError(_describe(error)) from None
 

@@ -58,6 +58,8 @@ class OutboxRelay:
                 )
                 for row in rows
             ]
+            # A record the broker refuses as too large fails every round, so the
+            # outbox stalls behind it until the broker takes larger records.
             self.publisher.publish(records, timeout_s, on_slow=self.on_slow)
             # Losing this deletion in a server crash only publishes the rows
             # again, with the same ids: the commit need not wait for the disk.

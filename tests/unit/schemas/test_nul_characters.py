@@ -7,9 +7,11 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import Field, ValidationError
 
-from schemas.common import FrozenModel
+from schemas.common import STORABLE_TEXT, FrozenModel, holds_no_unstorable_value
 from schemas.config import config_event_adapter
 from schemas.membership import DeadLetter
 from schemas.person import person_event_adapter
@@ -231,3 +233,47 @@ def test_a_dead_letter_keeps_a_payload_without_a_nul_as_text() -> None:
     )
 
     assert (letter.payload, letter.payload_base64) == ('{"title": "\\u0000"}', None)
+
+
+# JSON values that may or may not be storable, as texts decoding them.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(st.characters(codec="utf-8", exclude_categories=["Cs"])),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(max_size=3), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def unstorable(value: Any) -> bool:
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, float):
+        return value != value or value in (float("inf"), float("-inf"))
+    if isinstance(value, list):
+        return any(map(unstorable, value))
+    if isinstance(value, dict):
+        return any(NUL in key or unstorable(item) for key, item in value.items())
+    return False
+
+
+@settings(max_examples=300)
+@given(attributes=st.dictionaries(st.text(max_size=4), JSON_VALUES, max_size=4))
+def test_a_text_said_to_hold_no_unstorable_value_decodes_to_none(
+    attributes: dict[str, Any],
+) -> None:
+    raw = json.dumps({**PERSON, "type": "person.hired", "attributes": attributes})
+
+    if holds_no_unstorable_value(raw.encode()):
+        assert not unstorable(json.loads(raw))
+        checked = person_event_adapter.validate_json(raw)
+        trusted = person_event_adapter.validate_json(raw, context={STORABLE_TEXT: True})
+        assert trusted == checked
+    elif unstorable(attributes):
+        with pytest.raises(ValidationError):
+            person_event_adapter.validate_json(raw)
