@@ -239,43 +239,61 @@ def _update_records(
     return records
 
 
-def _incremental_at(
-    pops: Populations, count: int, events: int, repeats: int
-) -> dict[str, Any]:
-    loaded = pops.swept(count)
-    engine = _engine(loaded.url, pops.work)
-    seconds: list[float] = []
-    changes = 0
-    try:
-        # Repeat 0 warms the rule-set cache and the connection; it is not counted.
-        for repeat in range(repeats + 1):
-            # Same persons and changes every repeat; only ids and instants move.
-            records = _update_records(count, events, repeat, random.Random(5))
-            started = time.perf_counter()
-            for at in range(0, len(records), BATCH):
-                outcomes = engine.handle_person_batch(records[at : at + BATCH])
-                changes += sum(o.changes for o in outcomes)
-            if repeat:
-                seconds.append(time.perf_counter() - started)
-    finally:
-        engine.store.close()
-    per_event_us = [1e6 * s / events for s in seconds]
-    return {
-        "persons": count,
-        "events": events,
-        "repeats": repeats,
-        "per_event_us": per_event_us,
-        "median_per_event_us": statistics.median(per_event_us),
-        "membership_changes": changes,
-    }
+@dataclass
+class _Incremental:
+    """The engine and the figures of one population in the incremental part."""
+
+    count: int
+    engine: Engine
+    seconds: list[float] = field(default_factory=list)
+    changes: int = 0
+
+    def run(self, events: int, repeat: int) -> float:
+        """Feed one repeat's updates in batches; return the seconds it took."""
+        # Same persons and changes every repeat; only ids and instants move.
+        records = _update_records(self.count, events, repeat, random.Random(5))
+        started = time.perf_counter()
+        for at in range(0, len(records), BATCH):
+            outcomes = self.engine.handle_person_batch(records[at : at + BATCH])
+            self.changes += sum(o.changes for o in outcomes)
+        return time.perf_counter() - started
+
+    def figures(self, events: int) -> dict[str, Any]:
+        per_event_us = [1e6 * s / events for s in self.seconds]
+        return {
+            "persons": self.count,
+            "events": events,
+            "repeats": len(self.seconds),
+            "per_event_us": per_event_us,
+            "median_per_event_us": statistics.median(per_event_us),
+            "membership_changes": self.changes,
+        }
 
 
 def incremental_part(
     pops: Populations, small: int, large: int, events: int, repeats: int
 ) -> dict[str, Any]:
-    """Per-event cost of handle_person_batch at a small and a large population."""
-    low = _incremental_at(pops, small, events, repeats)
-    high = _incremental_at(pops, large, events, repeats)
+    """Per-event cost of handle_person_batch at a small and a large population.
+
+    The repeats alternate between the two databases, so that whatever else
+    the server does meanwhile (a checkpoint after the large sweep, autovacuum)
+    weighs on both alike.
+    """
+    sides = [
+        _Incremental(count, _engine(pops.swept(count).url, pops.work))
+        for count in (small, large)
+    ]
+    try:
+        # Repeat 0 warms the rule-set caches and the connections; not counted.
+        for repeat in range(repeats + 1):
+            for side in sides:
+                seconds = side.run(events, repeat)
+                if repeat:
+                    side.seconds.append(seconds)
+    finally:
+        for side in sides:
+            side.engine.store.close()
+    low, high = (side.figures(events) for side in sides)
     ratio = high["median_per_event_us"] / low["median_per_event_us"]
     for run in (low, high):
         pops.console.print(
