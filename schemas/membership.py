@@ -53,11 +53,8 @@ class MembershipEvent(EventBase):
         changed_at: AwareDatetime,
     ) -> MembershipEvent:
         """Build the event with the id derived from what decided it."""
-        event_id = derive_event_id(
-            cause_event_id, program_id, role.value, person_id, action.value
-        )
         return cls(
-            event_id=event_id,
+            event_id=_decision_id(action, program_id, role, person_id, cause_event_id),
             occurred_at=changed_at,
             type=action,
             program_id=program_id,
@@ -95,8 +92,8 @@ class MembershipEvent(EventBase):
         """
         return {
             **shared,
-            "event_id": derive_event_id(
-                cause_event_id, program_id, role.value, person_id, action.value
+            "event_id": _decision_id(
+                action, program_id, role, person_id, cause_event_id
             ),
             "type": action.value,
             "program_id": program_id,
@@ -108,6 +105,19 @@ class MembershipEvent(EventBase):
 
 
 _SHARED_FIELDS = ("schema_version", "occurred_at", "changed_at")
+
+
+def _decision_id(
+    action: MembershipAction,
+    program_id: str,
+    role: Role,
+    person_id: str,
+    cause_event_id: str,
+) -> str:
+    # The same decision always gets the same id (see derive_event_id).
+    return derive_event_id(
+        cause_event_id, program_id, role.value, person_id, action.value
+    )
 
 
 # A dead letter must fit in one Kafka record, which producers and brokers cap at
