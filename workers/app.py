@@ -385,7 +385,7 @@ async def _handle_batch(
     earlier: Sequence[_InFlight] = (),
     turn: BatchTurn | None = None,
 ) -> list[Outcome]:
-    """Handle a batch in one transaction, or one record at a time when it fails.
+    """Handle a batch (Engine.handle_person_batch), or a record at a time if it fails.
 
     With batches taken before it still running, the first attempt runs
     alongside them (see BatchTurn); if it fails, the batch waits for them to

@@ -151,7 +151,7 @@ class Engine:
         after: Sequence[BatchTurn] = (),
         turn: BatchTurn | None = None,
     ) -> list[Outcome]:
-        """Process records of the person topic, each in one transaction, in order.
+        """Process records of the person topic in order, in one or two transactions.
 
         The effect is the per-record path's, record by record: redelivered ids
         change nothing, invalid records are dead-lettered (in the same
