@@ -36,6 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaConsumer
@@ -44,6 +45,7 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
+from bench.cpu import CpuMeter
 from infra.database import migrate, open_pool
 from infra.kafka import client_options, ensure_topics, make_producer
 from infra.kafka_broker import ApacheKafkaBroker
@@ -66,6 +68,8 @@ DEPARTMENTS = ("eng", "sales", "support", "ops", "finance", "hr", "legal", "desi
 LOCATIONS = ("paris", "lyon", "berlin", "austin", "tokyo")
 PROGRAMS = 10
 PARTITIONS = 6
+# The throughput goal for one worker on this 2-core machine.
+THROUGHPUT_GOAL_PER_S = 6_000
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ class WorkerRun:
     published_per_s: float
     peak_rss_mib: float
     membership_events: int
+    # CPU microseconds per event, by part, from the first event to the drain.
+    cpu_us_per_event: dict[str, float]
+    machine_busy_share: float
 
 
 PARTS = ("throughput", "sweep", "incremental", "memory", "plots")
@@ -165,6 +172,7 @@ def _throughput(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         console.print("starting apache kafka and preparing the database...")
         broker = stack.enter_context(ApacheKafkaBroker(work / "kafka"))
+        assert broker.pid is not None
         server = _postgres_server_url()
         template = stack.enter_context(_database(server, None))
         kafka = _kafka_settings(broker.bootstrap, "throughput")
@@ -188,7 +196,7 @@ def _throughput(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         runs: dict[int, list[WorkerRun]] = {}
         for workers in (1, 2):
             runs[workers] = [
-                _worker_run(server, template, kafka, workers, total, work)
+                _worker_run(server, template, kafka, workers, total, work, broker.pid)
                 for _ in range(args.worker_repeat)
             ]
         latencies = _latency_run(
@@ -479,8 +487,13 @@ def _worker_run(
     workers: int,
     total: int,
     work: Path,
+    broker_pid: int,
 ) -> WorkerRun:
-    """Run workers over the whole topic on a fresh copy of the configured database."""
+    """Run workers over the whole topic on a fresh copy of the configured database.
+
+    The CPU that the workers, the broker and PostgreSQL spend is read from the
+    first event processed to the outbox drained.
+    """
     template_name = conninfo_to_dict(template)["dbname"]
     with ExitStack() as run:
         url = run.enter_context(_database(server, str(template_name)))
@@ -492,10 +505,16 @@ def _worker_run(
             run.enter_context(worker_process(settings, work / f"worker-{n}.log"))
             for n in range(workers)
         ]
+        meter = CpuMeter(
+            {"workers": [p.pid for p in processes], "kafka broker": [broker_pid]}
+        )
         try:
             with psycopg.connect(url, autocommit=True) as conn:
+                before = _wait_first(conn, processes)
+                meter.start(time.monotonic())
                 first, processed_at = _wait(conn, total, "processed", processes)
                 _, published_at = _wait(conn, total, "published", processes)
+                cpu = meter.stop(time.monotonic())
                 row = conn.execute(
                     "SELECT count(*) FROM audit_log WHERE kind LIKE 'membership.%%'"
                 ).fetchone()
@@ -509,7 +528,25 @@ def _worker_run(
         published_per_s=total / (published_at - first).total_seconds(),
         peak_rss_mib=peak_rss_mib,
         membership_events=int(row[0]) if row else 0,
+        cpu_us_per_event=cpu.per_event_us(total - before),
+        machine_busy_share=cpu.busy_share,
     )
+
+
+def _wait_first(conn: psycopg.Connection[Any], processes: list[Any]) -> int:
+    """Poll until the workers processed their first events; return how many."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT count(*) FROM processed_events"
+            " WHERE topic LIKE 'bench.person-events.%%'"
+        ).fetchone()
+        if row is not None and row[0]:
+            return int(row[0])
+        if any(process.poll() is not None for process in processes):
+            raise RuntimeError("a worker exited during the bench")
+        time.sleep(0.01)
+    raise TimeoutError("workers processed nothing")
 
 
 def _wait(
@@ -663,6 +700,11 @@ def _results(
             "published_per_s": median([r.published_per_s for r in rs]),
             "peak_rss_mib": max(r.peak_rss_mib for r in rs),
             "membership_events": max(r.membership_events for r in rs),
+            "cpu_us_per_event": {
+                part: median([r.cpu_us_per_event[part] for r in rs])
+                for part in rs[0].cpu_us_per_event
+            },
+            "machine_busy_share": median([r.machine_busy_share for r in rs]),
             "runs": len(rs),
         }
         for n, rs in runs.items()
@@ -717,6 +759,8 @@ def _print(console: Console, results: dict[str, Any]) -> None:
         f" for {results['events']:,} person events"
     )
 
+    _print_cpu(console, results)
+
     latency = results["latency"]
     table = Table(title=f"latency at {latency['rate_per_s']:.0f} events/s")
     table.add_column("measured events", justify="right")
@@ -728,6 +772,31 @@ def _print(console: Console, results: dict[str, Any]) -> None:
         f"{latency['p50_ms']:.0f}" if latency["p50_ms"] is not None else "-",
         f"{latency['p99_ms']:.0f}" if latency["p99_ms"] is not None else "-",
         f"{results['workers']['1']['peak_rss_mib']:.0f}",
+    )
+    console.print(table)
+
+
+def _print_cpu(console: Console, results: dict[str, Any]) -> None:
+    """Print where the CPU went per event, beside the machine's budget at the goal."""
+    cores = psutil.cpu_count() or 1
+    budget_us = 1e6 * cores / THROUGHPUT_GOAL_PER_S
+    table = Table(
+        title=f"CPU per event, from the first event to the outbox drained;"
+        f" at {THROUGHPUT_GOAL_PER_S:,}/s the {cores} cores allow {budget_us:.0f} µs"
+    )
+    table.add_column("part")
+    for n in results["workers"]:
+        table.add_column(f"{n} worker(s), µs", justify="right")
+    runs = list(results["workers"].values())
+    for part in runs[0]["cpu_us_per_event"]:
+        table.add_row(part, *(f"{run['cpu_us_per_event'][part]:.0f}" for run in runs))
+    table.add_row(
+        "all parts",
+        *(f"{sum(run['cpu_us_per_event'].values()):.0f}" for run in runs),
+    )
+    table.add_row(
+        "machine busy share",
+        *(f"{run['machine_busy_share']:.2f}" for run in runs),
     )
     console.print(table)
 

@@ -315,6 +315,11 @@ class ApacheKafkaBroker:
         return self.work_dir / "logs" / _SERVER_LOG
 
     @property
+    def pid(self) -> int | None:
+        """Return the broker process's id while it runs, else None."""
+        return self._process.pid if self.running and self._process else None
+
+    @property
     def running(self) -> bool:
         """Return whether the broker process is alive."""
         return self._process is not None and self._process.poll() is None

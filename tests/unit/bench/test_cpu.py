@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.cpu import POSTGRES_NAME, CpuMeter, CpuShare
+
+# Spins for 0.4 CPU-seconds, then sleeps.
+SPIN = (
+    "import time\n"
+    "end = time.process_time() + 0.4\n"
+    "while time.process_time() < end: pass\n"
+    "time.sleep(30)"
+)
+
+
+def test_meter_charges_a_busy_process_to_its_part():
+    child = subprocess.Popen([sys.executable, "-c", SPIN])
+    try:
+        meter = CpuMeter({"spinner": [child.pid]})
+        meter.start(time.monotonic())
+        time.sleep(1.0)
+        share = meter.stop(time.monotonic())
+    finally:
+        child.kill()
+        child.wait()
+
+    assert set(share.by_part) == {"spinner", POSTGRES_NAME}
+    # Some of the spinning may fall before start; most falls within the second.
+    assert 0.1 <= share.by_part["spinner"] <= 0.5
+    assert share.machine_busy >= share.by_part["spinner"] * 0.9
+    assert 0.0 < share.busy_share <= 1.0
+
+
+def test_per_event_figures_split_the_rest_to_other_processes():
+    share = CpuShare(
+        seconds=2.0,
+        by_part={"workers": 1.0, "postgres": 0.5},
+        machine_busy=2.0,
+        cores=2,
+    )
+
+    assert share.per_event_us(1000) == pytest.approx(
+        {"workers": 1000.0, "postgres": 500.0, "other processes": 500.0}
+    )
+    assert share.busy_share == pytest.approx(0.5)
+
+
+def test_meter_refuses_to_stop_before_it_started():
+    with pytest.raises(RuntimeError, match="before it was started"):
+        CpuMeter({}).stop(time.monotonic())
