@@ -23,3 +23,7 @@ class StoreConflictError(InfraError):
 
 class ConfigRejectedError(InfraError):
     """A configuration event contradicts the stored configuration."""
+
+
+class StaleHeldConfigError(ConfigRejectedError):
+    """A held change was confirmed after the configuration changed under it."""

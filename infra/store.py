@@ -16,7 +16,11 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from infra.errors import ConfigRejectedError, DatabaseUnavailableError
+from infra.errors import (
+    ConfigRejectedError,
+    DatabaseUnavailableError,
+    StaleHeldConfigError,
+)
 from rules.person_state import PersonState, PersonStatus
 from rules.ruleset import Pair, RuleSet
 from rules.search import search_document
@@ -720,20 +724,55 @@ class StoreTransaction:
     def hold_config(
         self, event_id: str, event: dict[str, Any], report: dict[str, Any]
     ) -> None:
-        """Keep a configuration change until an admin confirms it."""
+        """Keep a configuration change until an admin confirms it.
+
+        The change is held at the current configuration version.
+        """
         self.conn.execute(
-            "INSERT INTO held_configs (event_id, event, report) VALUES (%s, %s, %s)"
+            "INSERT INTO held_configs (event_id, event, report, config_version)"
+            " SELECT %s, %s, %s, version FROM config_version"
             " ON CONFLICT (event_id) DO NOTHING",
             (event_id, Jsonb(event), Jsonb(report)),
         )
 
     def take_held_config(self, event_id: str) -> dict[str, Any] | None:
-        """Remove and return a held configuration change, or None."""
+        """Remove and return a held configuration change, or None.
+
+        Raises StaleHeldConfigError, removing nothing, when the configuration
+        changed after the change was held.
+        """
+        row = self.conn.execute(
+            "SELECT h.config_version, c.version FROM held_configs h, config_version c"
+            " WHERE h.event_id = %s",
+            (event_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        held_at_version, version = row
+        if held_at_version is not None and held_at_version != version:
+            raise StaleHeldConfigError(
+                f"held config event {event_id!r} was held at configuration version"
+                f" {held_at_version}, and the configuration has changed since (now"
+                f" version {version}); apply the change again, so that what it"
+                " would remove is counted on the current configuration"
+            )
         row = self.conn.execute(
             "DELETE FROM held_configs WHERE event_id = %s RETURNING event",
             (event_id,),
         ).fetchone()
         return None if row is None else dict(row[0])
+
+    def stale_held_configs(self) -> set[str]:
+        """Return the held changes that can no longer be confirmed.
+
+        Those are the ones held before the configuration last changed.
+        """
+        rows = self.conn.execute(
+            "SELECT h.event_id FROM held_configs h, config_version c"
+            " WHERE h.config_version IS DISTINCT FROM c.version"
+            " AND h.config_version IS NOT NULL"
+        ).fetchall()
+        return {row[0] for row in rows}
 
     def held_configs(self) -> list[tuple[str, dict[str, Any], datetime]]:
         """Return the held configuration changes with their reports, oldest first."""

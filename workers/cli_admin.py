@@ -154,6 +154,7 @@ def run_held(settings: Settings, args: argparse.Namespace) -> int:
     try:
         with store.transaction() as tx:
             held = tx.held_configs()
+            stale = tx.stale_held_configs()
     finally:
         store.close()
     if not held:
@@ -162,14 +163,21 @@ def run_held(settings: Settings, args: argparse.Namespace) -> int:
     table = Table(title="config changes waiting for `mentorflow confirm EVENT_ID`")
     # Event ids are for copying into `mentorflow confirm`: never cut them.
     table.add_column("event id", no_wrap=True, overflow="fold")
-    for column in ("held at", "would remove"):
+    for column in ("held at", "would remove", "can be confirmed"):
         table.add_column(column)
     for event_id, report, held_at in held:
         removals = ", ".join(
             f"{figures['removals']} of {figures['members']} in {program_id}"
             for program_id, figures in report.items()
         )
-        table.add_row(event_id, held_at.isoformat(timespec="seconds"), removals)
+        confirmable = (
+            "no: the configuration changed since; apply it again"
+            if event_id in stale
+            else "yes"
+        )
+        table.add_row(
+            event_id, held_at.isoformat(timespec="seconds"), removals, confirmable
+        )
     console.print(table)
     return 0
 

@@ -207,6 +207,42 @@ def test_the_guard_counts_exactly_the_members_the_change_then_removes(store):
     assert report == {"guild": {"removals": removed, "members": PEOPLE}}
 
 
+def test_a_held_change_cannot_be_confirmed_once_the_config_changed(store):
+    subject = engine(store, share=0.5)
+    load_people(subject)
+    feed(subject, ADD_ENGINEERS.to_event(), 100)
+    move_to_ops(store, range(5, PEOPLE))
+    removal = REMOVE_OPS.to_event()
+    assert feed(subject, removal, 101) == "held"
+    with store.transaction() as tx:
+        assert tx.stale_held_configs() == set()
+
+    # A newer file, applied meanwhile, keeps the guild as it is.
+    newer = ConfigFile(
+        programs=ADD_ENGINEERS.programs,
+        segments=ADD_ENGINEERS.segments,
+        rules=(rule("add-eng", RuleAction.ADD, "in-eng"),),
+    )
+    assert feed(subject, newer.to_event(), 102) == "applied"
+    confirmation = ConfigConfirmed(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        held_event_id=removal.event_id,
+    )
+
+    assert feed(subject, confirmation, 103) == "dead_letter"
+    assert len(members(store)) == PEOPLE
+    with store.transaction() as tx:
+        assert [rule.rule_id for rule in tx.load_rules()] == ["add-eng"]
+        assert tx.stale_held_configs() == {removal.event_id}
+        (row,) = tx.conn.execute(
+            "SELECT payload->>'error' FROM outbox"
+            " WHERE payload->>'type' = 'dead_letter'"
+            " AND payload->>'source_offset' = '103'"
+        ).fetchall()
+    assert "configuration has changed since" in row[0]
+
+
 def test_confirming_nothing_held_is_dead_lettered(store):
     subject = engine(store, share=0.5)
     confirmation = ConfigConfirmed(
