@@ -17,14 +17,16 @@ logger = logging.getLogger(__name__)
 
 
 # Exit statuses of the commands that publish config events, for scripts.
-EXIT_STATUS = {"applied": 0, "rejected": 1, "held": 4, "pending": 5}
+EXIT_STATUS = {"applied": 0, "published": 0, "rejected": 1, "held": 4, "pending": 5}
 
 
 @dataclass(frozen=True)
 class ConfigOutcome:
     """How the worker handled a published config event."""
 
-    kind: str  # "applied", "held", "rejected" or "pending"
+    # "applied", "held", "rejected", "pending" (no verdict in time), or
+    # "published" when the caller chose not to wait for one.
+    kind: str
     detail: str = ""
 
 
@@ -34,7 +36,8 @@ def publish_config(
     """Publish one config event; wait up to wait_s for the worker's verdict.
 
     A worker applies config events asynchronously: without waiting, a change the
-    worker rejects or holds would look published and done.
+    worker rejects or holds would look published and done. A wait_s of 0 asks
+    for no verdict: the outcome is then "published".
     """
     kafka = settings.kafka
     producer = make_producer(kafka)
@@ -51,6 +54,8 @@ def publish_config(
         ) from error
     finally:
         producer.close()
+    if wait_s == 0:
+        return ConfigOutcome("published")
     source = SourcePosition(kafka.config_topic, metadata.partition, metadata.offset)
     return await_outcome(store, event.event_id, dead_letter_id(source), wait_s)
 
@@ -89,6 +94,11 @@ def describe_outcome(outcome: ConfigOutcome, event_id: str, what: str) -> str:
         return f"applied {what}"
     if outcome.kind == "rejected":
         return f"the worker rejected {what}: {outcome.detail}"
+    if outcome.kind == "published":
+        return (
+            f"published {what} as event {event_id}, without waiting for the"
+            " worker's verdict; `mentorflow status` shows the rules it applied"
+        )
     if outcome.kind == "held":
         return (
             f"held {what}: it would remove {outcome.detail}; check with"

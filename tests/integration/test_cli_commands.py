@@ -259,6 +259,24 @@ def test_import_of_a_roster_it_cannot_read_fails_and_publishes_nothing(
     assert read_topic(settings.kafka, settings.kafka.person_topic, 1.0) == []
 
 
+def test_apply_without_waiting_publishes_the_file_and_exits_at_once(
+    settings, cli_factory, tmp_path
+):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(CONFIG, sort_keys=False))
+
+    # No worker runs: waiting would end in "no worker answered" (exit 5).
+    result = cli_factory("apply", str(config_file), "--wait-s", "0")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "without waiting for the worker's verdict" in result.stdout
+    (event,) = read_topic(settings.kafka, settings.kafka.config_topic)
+    assert event["type"] == "config.applied"
+    assert [rule["rule_id"] for rule in event["rules"]] == [
+        rule["rule_id"] for rule in CONFIG["rules"]
+    ]
+
+
 def test_members_lists_each_role_with_the_rule_that_decided(configured, cli_factory):
     with configured.transaction() as tx:
         rows = tx.members("guild")
