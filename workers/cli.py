@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -190,6 +191,7 @@ def _run_worker(settings: Settings) -> int:
             f"cannot create the data folder {data_dir}: {error.strerror};"
             " set MENTORFLOW_DATA_DIR to a folder the worker may write in"
         ) from None
+    _check_web_port(settings.worker.web_host, settings.worker.web_port)
     store = open_store(settings)
     ensure_topics(settings.kafka)
     engine = build_engine(settings, store)
@@ -220,6 +222,30 @@ def _run_worker(settings: Settings) -> int:
         publisher.close()
         store.close()
     return 0
+
+
+def _check_web_port(host: str, port: int) -> None:
+    """Refuse to start when the web port is taken, before faust fails on it.
+
+    faust binds the port only once the worker has joined its group, and then
+    dies with a long traceback; another worker on the same host is the usual
+    cause.
+    """
+    if not port:
+        return
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # As the web server binds: a port left in TIME_WAIT is free to take.
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind((host, port))
+    except OSError as error:
+        raise WorkerError(
+            f"cannot serve the web port {host}:{port}: {error.strerror} (another"
+            " worker on this host?); set MENTORFLOW_WEB_PORT to a free port, or to"
+            " 0 to serve no web port"
+        ) from None
+    finally:
+        probe.close()
 
 
 def run_relay(settings: Settings, args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from workers.cli import (
     main,
     print_status,
 )
+from workers.errors import WorkerError
 from workers.status import RuleLine, StatusReport
 
 
@@ -253,3 +255,18 @@ def test_status_prints_ids_with_brackets_as_they_are(capsys, monkeypatch):
     out = capsys.readouterr().out
     for text in ("mentors[emea]", "guild[/x]", "s[bold]"):
         assert text in out
+
+
+def test_a_worker_refuses_a_web_port_that_is_taken_naming_the_setting():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        with pytest.raises(WorkerError, match="MENTORFLOW_WEB_PORT") as refused:
+            cli._check_web_port("127.0.0.1", port)
+
+    assert f"127.0.0.1:{port}" in str(refused.value)
+    # Free again, and no web port at all, both pass.
+    cli._check_web_port("127.0.0.1", port)
+    cli._check_web_port("127.0.0.1", 0)
