@@ -108,7 +108,8 @@ def lock_persons(
     if not person_ids:
         return {}
     rows = conn.execute(
-        "SELECT person_id, attributes, status, version_at, version_event_id"
+        "SELECT person_id, attributes, status, version_at, version_event_id,"
+        " lifecycle_at, lifecycle_event_id"
         " FROM persons"
         " WHERE person_id IN (SELECT jsonb_array_elements_text(%s::jsonb))"
         " ORDER BY person_id FOR UPDATE",
@@ -121,6 +122,8 @@ def lock_persons(
             status=PersonStatus(row[2]),
             version_at=row[3],
             version_event_id=row[4],
+            lifecycle_at=row[5],
+            lifecycle_event_id=row[6],
         )
         for row in rows
     }
@@ -136,13 +139,16 @@ def save_persons(
         return
     conn.execute(
         "INSERT INTO persons (person_id, attributes, search, status, version_at,"
-        " version_event_id)"
-        " SELECT p->>0, p->1, p->2, p->>3, (p->>4)::timestamptz, p->>5"
+        " version_event_id, lifecycle_at, lifecycle_event_id)"
+        " SELECT p->>0, p->1, p->2, p->>3, (p->>4)::timestamptz, p->>5,"
+        " (p->>6)::timestamptz, p->>7"
         " FROM jsonb_array_elements(%s::jsonb) AS p"
         " ON CONFLICT (person_id) DO UPDATE SET attributes = excluded.attributes,"
         " search = excluded.search, status = excluded.status,"
         " version_at = excluded.version_at,"
-        " version_event_id = excluded.version_event_id, updated_at = now()",
+        " version_event_id = excluded.version_event_id,"
+        " lifecycle_at = excluded.lifecycle_at,"
+        " lifecycle_event_id = excluded.lifecycle_event_id, updated_at = now()",
         (
             _json(
                 [
@@ -157,6 +163,10 @@ def save_persons(
                         # timestamptz reads back to the same instant.
                         state.version_at.isoformat(),
                         state.version_event_id,
+                        None
+                        if state.lifecycle_at is None
+                        else state.lifecycle_at.isoformat(),
+                        state.lifecycle_event_id,
                     )
                     for state, search in zip(states, searches, strict=True)
                 ]

@@ -420,7 +420,8 @@ class StoreTransaction:
         """Return a person's record, locking it for this transaction."""
         lock = " FOR UPDATE" if for_update else ""
         row = self.conn.execute(
-            "SELECT person_id, attributes, status, version_at, version_event_id"
+            "SELECT person_id, attributes, status, version_at, version_event_id,"
+            " lifecycle_at, lifecycle_event_id"
             " FROM persons WHERE person_id = %s" + lock,
             (person_id,),
         ).fetchone()
@@ -430,11 +431,14 @@ class StoreTransaction:
         """Write a person's record."""
         self.conn.execute(
             "INSERT INTO persons (person_id, attributes, search, status, version_at,"
-            " version_event_id) VALUES (%s, %s, %s, %s, %s, %s)"
+            " version_event_id, lifecycle_at, lifecycle_event_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (person_id) DO UPDATE SET attributes = excluded.attributes,"
             " search = excluded.search,"
             " status = excluded.status, version_at = excluded.version_at,"
-            " version_event_id = excluded.version_event_id, updated_at = now()",
+            " version_event_id = excluded.version_event_id,"
+            " lifecycle_at = excluded.lifecycle_at,"
+            " lifecycle_event_id = excluded.lifecycle_event_id, updated_at = now()",
             (
                 state.person_id,
                 Jsonb(dict(state.attributes)),
@@ -442,6 +446,8 @@ class StoreTransaction:
                 state.status.value,
                 state.version_at,
                 state.version_event_id,
+                state.lifecycle_at,
+                state.lifecycle_event_id,
             ),
         )
 
@@ -450,7 +456,8 @@ class StoreTransaction:
         last = ""
         while True:
             rows = self.conn.execute(
-                "SELECT person_id, attributes, status, version_at, version_event_id"
+                "SELECT person_id, attributes, status, version_at, version_event_id,"
+                " lifecycle_at, lifecycle_event_id"
                 " FROM persons WHERE person_id > %s ORDER BY person_id LIMIT %s",
                 (last, chunk_size),
             ).fetchall()
@@ -714,7 +721,8 @@ class StoreTransaction:
     def load_persons_after(self, after_person_id: str, limit: int) -> list[PersonState]:
         """Return and lock the next persons in person_id order."""
         rows = self.conn.execute(
-            "SELECT person_id, attributes, status, version_at, version_event_id"
+            "SELECT person_id, attributes, status, version_at, version_event_id,"
+            " lifecycle_at, lifecycle_event_id"
             " FROM persons WHERE person_id > %s ORDER BY person_id LIMIT %s"
             " FOR UPDATE",
             (after_person_id, limit),
@@ -866,4 +874,6 @@ def _person(row: Sequence[Any]) -> PersonState:
         status=PersonStatus(row[2]),
         version_at=row[3],
         version_event_id=row[4],
+        lifecycle_at=row[5],
+        lifecycle_event_id=row[6],
     )

@@ -34,8 +34,13 @@ class PersonState:
     person_id: str
     attributes: Mapping[str, Any]
     status: PersonStatus
+    # The record's version: last writer wins by (occurred_at, event_id).
     version_at: datetime
     version_event_id: str
+    # The last lifecycle event applied (hire, termination, deletion), or None
+    # when none is known.
+    lifecycle_at: datetime | None = None
+    lifecycle_event_id: str | None = None
 
     @property
     def is_active(self) -> bool:
@@ -64,25 +69,47 @@ class Transition:
 def is_stale(current: PersonState | None, event: PersonEvent) -> bool:
     """Return whether the record already holds something newer than event.
 
-    Last writer wins by ``occurred_at``, then by ``event_id``.
+    Last writer wins by ``occurred_at``, then by ``event_id``. A lifecycle
+    event (hire, termination, deletion) is stale only against a newer
+    lifecycle event: an attribute update written after a termination but
+    delivered before it must not keep the person in their programs.
     """
     if current is None:
         return False
-    return (event.occurred_at, event.event_id) <= (
-        current.version_at,
-        current.version_event_id,
-    )
+    instant = (event.occurred_at, event.event_id)
+    if instant > (current.version_at, current.version_event_id):
+        return False
+    if not isinstance(event, LIFECYCLE_EVENTS):
+        return True
+    if current.lifecycle_at is None or current.lifecycle_event_id is None:
+        return False
+    return instant <= (current.lifecycle_at, current.lifecycle_event_id)
+
+
+# The events that move a person through employment rather than change them.
+LIFECYCLE_EVENTS = (PersonHired, PersonTerminated, PersonDeleted)
 
 
 def apply_event(current: PersonState | None, event: PersonEvent) -> Transition:
-    """Return the record after event; a stale event leaves it as it was."""
+    """Return the record after event; a stale event leaves it as it was.
+
+    A lifecycle event older than the record's version, but newer than its
+    last lifecycle event, changes the status and keeps the newer attributes
+    (a deletion still clears them); the record keeps its version.
+    """
     if current is not None and is_stale(current, event):
         return Transition(current, applied=False)
 
     attributes = dict(current.attributes) if current else {}
     status = current.status if current else PersonStatus.ACTIVE
+    is_newest = current is None or (event.occurred_at, event.event_id) > (
+        current.version_at,
+        current.version_event_id,
+    )
     if isinstance(event, PersonHired):
-        attributes, status = _present(event.attributes), PersonStatus.ACTIVE
+        status = PersonStatus.ACTIVE
+        if is_newest:
+            attributes = _present(event.attributes)
     elif isinstance(event, PersonSnapshot):
         attributes = _present(event.attributes)
     elif isinstance(event, PersonUpdated):
@@ -97,12 +124,21 @@ def apply_event(current: PersonState | None, event: PersonEvent) -> Transition:
     elif isinstance(event, PersonDeleted):
         attributes, status = {}, PersonStatus.DELETED
 
+    lifecycle_at = current.lifecycle_at if current else None
+    lifecycle_event_id = current.lifecycle_event_id if current else None
+    if isinstance(event, LIFECYCLE_EVENTS):
+        lifecycle_at, lifecycle_event_id = event.occurred_at, event.event_id
+    version_at, version_event_id = event.occurred_at, event.event_id
+    if current is not None and not is_newest:
+        version_at, version_event_id = current.version_at, current.version_event_id
     state = PersonState(
         person_id=event.person_id,
         attributes=attributes,
         status=status,
-        version_at=event.occurred_at,
-        version_event_id=event.event_id,
+        version_at=version_at,
+        version_event_id=version_event_id,
+        lifecycle_at=lifecycle_at,
+        lifecycle_event_id=lifecycle_event_id,
     )
     return Transition(state, applied=True)
 

@@ -27,6 +27,7 @@ from schemas.person import (
     PersonUpdated,
 )
 from schemas.segments import Program, Role, RuleAction, Segment
+from workers.batch import PersonRecord
 from workers.clock import BusinessClock
 from workers.config_file import ConfigFile, RuleEntry
 from workers.engine import Engine
@@ -584,3 +585,49 @@ def test_a_person_event_keyed_as_another_person_is_dead_lettered(store, engine_a
 
     assert outcome.kind == "dead_letter"
     assert "does not match person_id 'p10'" in outbox(store)[-1]["error"]
+
+
+@pytest.mark.parametrize("path", ["one record at a time", "in one batch"])
+def test_a_termination_delivered_after_a_newer_update_still_removes_the_person(
+    store, engine_at, path
+):
+    engine = engine_at(HIRED_ON)
+    configure(engine)
+    written = datetime.now(UTC)
+    hired = hire("p9").model_copy(update={"occurred_at": written})
+    # HR wrote the termination first; it reaches Kafka after the update.
+    termination = PersonTerminated(
+        event_id=new_event_id(),
+        occurred_at=written + timedelta(seconds=1),
+        person_id="p9",
+        termination_date=HIRED_ON,
+    )
+    update = PersonUpdated(
+        event_id=new_event_id(),
+        occurred_at=written + timedelta(seconds=2),
+        person_id="p9",
+        changes={"location": "Lyon"},
+    )
+
+    if path == "in one batch":
+        records = [
+            PersonRecord(
+                json.dumps(event.model_dump(mode="json")).encode(),
+                b"p9",
+                SourcePosition("hr.person-events", 0, next(_offsets)),
+            )
+            for event in (hired, update, termination)
+        ]
+        kinds = [outcome.kind for outcome in engine.handle_person_batch(records)]
+    else:
+        kinds = [feed(engine, event) for event in (hired, update, termination)]
+
+    assert kinds == ["applied", "applied", "applied"]
+    assert members(store) == {}
+    (removal,) = [e for e in outbox(store) if e["type"] == "membership.removed"]
+    assert removal["decided_by"] == "person_terminated"
+    with store.transaction() as tx:
+        state = tx.load_person("p9")
+    assert state is not None
+    assert state.departure_reason == "person_terminated"
+    assert state.attributes["location"] == "Lyon"

@@ -239,3 +239,71 @@ def test_with_status_changes_only_the_status(hired_state: PersonState) -> None:
     assert state.attributes == hired_state.attributes
     assert state.version_event_id == hired_state.version_event_id
     assert hired_state.status is PersonStatus.ACTIVE
+
+
+def test_a_termination_delivered_after_a_newer_update_still_applies(
+    person_event_factory: PersonEventFactory,
+) -> None:
+    hired = person_event_factory("person.hired", attributes=HIRED, at=T0)
+    update = person_event_factory(
+        "person.updated", changes={"title": "Lead"}, at=T0 + timedelta(days=2)
+    )
+    state = apply_event(apply_event(None, hired).state, update).state
+    termination = person_event_factory(
+        "person.terminated",
+        termination_date="2024-06-30",
+        at=T0 + timedelta(days=1),
+    )
+
+    transition = apply_event(state, termination)
+
+    assert transition.applied is True
+    terminated = transition.state
+    assert terminated.status is PersonStatus.TERMINATED
+    # The newer update's attributes stay, and so does the record's version.
+    assert terminated.attributes["title"] == "Lead"
+    assert terminated.attributes["termination_date"] == "2024-06-30"
+    assert terminated.version_event_id == update.event_id
+    assert terminated.lifecycle_event_id == termination.event_id
+    # Delivered again, it changes nothing; an update older than it neither.
+    assert is_stale(terminated, termination) is True
+    older = person_event_factory(
+        "person.updated", changes={"title": "X"}, at=T0 + timedelta(hours=1)
+    )
+    assert apply_event(terminated, older).applied is False
+
+
+@pytest.mark.parametrize(
+    ("lifecycle", "applies"),
+    [
+        ("hired", True),  # the termination is newer than the hire
+        ("rehired", False),  # a rehire after it wins
+        (None, True),  # known from snapshots only: no lifecycle event yet
+    ],
+)
+def test_a_late_lifecycle_event_is_stale_only_against_a_newer_one(
+    person_event_factory: PersonEventFactory, lifecycle: str | None, applies: bool
+) -> None:
+    first = {
+        "hired": person_event_factory("person.hired", attributes=HIRED, at=T0),
+        "rehired": person_event_factory(
+            "person.hired", attributes=HIRED, at=T0 + timedelta(days=2)
+        ),
+        None: person_event_factory("person.snapshot", attributes=HIRED, at=T0),
+    }[lifecycle]
+    update = person_event_factory(
+        "person.updated", changes={"title": "Lead"}, at=T0 + timedelta(days=3)
+    )
+    state = apply_event(apply_event(None, first).state, update).state
+
+    for late in (
+        person_event_factory(
+            "person.terminated",
+            termination_date="2024-06-30",
+            at=T0 + timedelta(days=1),
+        ),
+        person_event_factory("person.deleted", at=T0 + timedelta(days=1)),
+    ):
+        transition = apply_event(state, late)
+        assert transition.applied is applies
+        assert transition.state.is_active is not applies
