@@ -7,7 +7,7 @@ import logging
 import math
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.common import new_event_id, utc_now
-from schemas.person import PersonSnapshot, PersonUpdated
+from schemas.person import DATE_ATTRIBUTES, PersonSnapshot, PersonUpdated
 from workers.errors import HRFileError
 
 logger = logging.getLogger(__name__)
@@ -38,9 +38,14 @@ HISTORY_COLUMNS = (
     "department_id",
     "department_name",
 )
-# A cell in this form is a number; Python's int() and float() take more, such
-# as "1_000", "nan" and "Infinity" (a person may be called Nan).
-NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# Only a cell written as a plain decimal is a number: a code such as "0042",
+# "+1", "1e3" or "1_000" would lose its text, and Python's int() and float() also
+# take "nan", "Infinity" (a person may be called Nan) and non-ASCII digits. The
+# sample's commissions are written ".20", so the 0 before the point is optional.
+NUMBER = re.compile(r"-?((0|[1-9][0-9]*)(\.[0-9]+)?|\.[0-9]+)")
+# The one form of an HR calendar date; date.fromisoformat() also takes
+# "20180617" and week dates such as "2018-W24-7".
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass(frozen=True)
@@ -55,33 +60,27 @@ class RejectedRow:
 def read_roster(path: Path) -> dict[str, dict[str, Any]]:
     """Return each person's attributes from a roster CSV, by person_id.
 
-    Empty cells are left out; cells that read as finite numbers become
-    numbers, except in identifier columns (``*_id``), which stay text. Raises
-    HRFileError when the file cannot be read, has no identifier column, or a
-    row has no id or the id of an earlier row.
+    Empty cells are left out; cells written as plain decimals (``24000``,
+    ``-3``, ``0.15``) become numbers, others stay text, as do identifier
+    (``*_id``) and date (``*_date``) columns. Raises HRFileError when the file
+    cannot be read, has no identifier column or two columns for one attribute,
+    or a row has the wrong number of cells, no id, the id of an earlier row, or
+    a hire or termination date that is not a yyyy-mm-dd date.
     """
     roster: dict[str, dict[str, Any]] = {}
     lines: dict[str, int] = {}
     with _open_csv(path, "roster") as file, _readable(path, "roster"):
-        reader = csv.DictReader(file)
-        id_column = next(
-            (c for c in ID_COLUMNS if c in (reader.fieldnames or [])), None
-        )
-        if reader.fieldnames is None:
-            raise HRFileError(f"roster {path} is empty; expected a header row")
+        reader = csv.reader(file)
+        header = _header(reader, path, "roster")
+        id_column = next((c for c in ID_COLUMNS if c in header), None)
         if id_column is None:
             raise HRFileError(
-                f"roster {path} has no person_id or employee_id column;"
-                f" found {reader.fieldnames}"
+                f"roster {path} has no person_id or employee_id column; found {header}"
             )
-        for row in reader:
-            line = reader.line_num
-            if None in row:
-                raise HRFileError(
-                    f"roster {path} line {line}: more cells than the"
-                    f" {len(reader.fieldnames)} columns of the header"
-                )
-            person_id = (row.pop(id_column) or "").strip()
+        _refuse_shared_attributes(header, path, "roster", COLUMN_ATTRIBUTES)
+
+        for line, row in _rows(reader, header, path, "roster"):
+            person_id = row.pop(id_column).strip()
             if not person_id:
                 raise HRFileError(f"roster {path} line {line}: no {id_column}")
             if person_id in lines:
@@ -90,12 +89,22 @@ def read_roster(path: Path) -> dict[str, dict[str, Any]]:
                     f" already on line {lines[person_id]}; one row a person"
                 )
             lines[person_id] = line
-            roster[person_id] = {
-                COLUMN_ATTRIBUTES.get(column, column): _cell(column, value)
-                for column, value in row.items()
-                if value is not None and value.strip()
-            }
+            where = f"roster {path} line {line}"
+            roster[person_id] = _attributes(row, person_id, where)
     return roster
+
+
+def _attributes(row: dict[str, str], person_id: str, where: str) -> dict[str, Any]:
+    """Return a roster row's non-empty cells, renamed and typed."""
+    attributes: dict[str, Any] = {}
+    for column, value in row.items():
+        if not value.strip():
+            continue
+        attribute = COLUMN_ATTRIBUTES.get(column, column)
+        if attribute in DATE_ATTRIBUTES:
+            _iso_date(value, f"{where}: {column} of person {person_id!r}")
+        attributes[attribute] = _cell(column, value)
+    return attributes
 
 
 def snapshot_events(
@@ -172,22 +181,29 @@ def _validated_rows(
         _open_csv(history_path, "job history") as file,
         _readable(history_path, "job history"),
     ):
-        reader = csv.DictReader(file)
-        missing = [c for c in HISTORY_COLUMNS if c not in (reader.fieldnames or [])]
+        reader = csv.reader(file)
+        header = _header(reader, history_path, "job history")
+        missing = [c for c in HISTORY_COLUMNS if c not in header]
         if missing:
             raise HRFileError(
                 f"job history {history_path} lacks the columns {missing};"
                 f" expected {list(HISTORY_COLUMNS)}"
             )
-        for line, row in enumerate(reader, start=2):
-            person_id = row["employee_id"].strip()
+        _refuse_shared_attributes(header, history_path, "job history", {})
+
+        for line, record in _rows(reader, header, history_path, "job history"):
+            person_id = record["employee_id"].strip()
+            where = f"job history {history_path} line {line}"
+            of_person = f"of person {person_id!r}"
             parsed: dict[str, Any] = {
-                "start": _iso_date(row["start_date"], history_path, line),
-                "end": _iso_date(row["end_date"], history_path, line),
-                "job_id": row["job_id"],
-                "title": row["job_title"],
-                "department_id": row["department_id"],
-                "department": row["department_name"],
+                "start": _iso_date(
+                    record["start_date"], f"{where}: start_date {of_person}"
+                ),
+                "end": _iso_date(record["end_date"], f"{where}: end_date {of_person}"),
+                "job_id": record["job_id"],
+                "title": record["job_title"],
+                "department_id": record["department_id"],
+                "department": record["department_name"],
             }
             by_person.setdefault(person_id, []).append(parsed)
 
@@ -195,7 +211,7 @@ def _validated_rows(
     rejected: list[RejectedRow] = []
     for person_id, rows in sorted(by_person.items()):
         rows.sort(key=lambda row: row["start"])
-        hired = roster.get(person_id, {}).get("hire_date")
+        hired = _hire_date(person_id, roster.get(person_id, {}))
         previous_end: date | None = None
         for row in rows:
             reason = _row_problem(row, hired, previous_end, person_id in roster)
@@ -207,14 +223,23 @@ def _validated_rows(
     return accepted, rejected
 
 
+def _hire_date(person_id: str, attributes: dict[str, Any]) -> date | None:
+    """Return a roster person's hire date, which read_roster has checked."""
+    hired = attributes.get("hire_date")
+    if hired is None:
+        return None
+    # A roster built by the caller rather than by read_roster may hold anything.
+    return _iso_date(str(hired), f"roster: hire_date of person {person_id!r}")
+
+
 def _row_problem(
-    row: dict[str, Any], hired: Any, previous_end: date | None, known: bool
+    row: dict[str, Any], hired: date | None, previous_end: date | None, known: bool
 ) -> str | None:
     if not known:
         return "person is not in the roster"
     if row["end"] < row["start"]:
         return f"ends {row['end']} before it starts"
-    if hired is not None and row["start"] < date.fromisoformat(str(hired)):
+    if hired is not None and row["start"] < hired:
         return f"starts before the hire date {hired}"
     if previous_end is not None and row["start"] <= previous_end:
         return f"overlaps the job that ended {previous_end}"
@@ -227,6 +252,51 @@ def _open_csv(path: Path, what: str) -> Any:
         return path.open(newline="", encoding="utf-8-sig")
     except OSError as error:
         raise HRFileError(f"cannot read the {what} {path}: {error.strerror}") from None
+
+
+def _header(reader: Any, path: Path, what: str) -> list[str]:
+    header: list[str] | None = next(reader, None)
+    if header is None:
+        raise HRFileError(f"{what} {path} is empty; expected a header row")
+    return header
+
+
+def _refuse_shared_attributes(
+    header: list[str], path: Path, what: str, renamed: dict[str, str]
+) -> None:
+    """Refuse two columns that give one attribute: one would overwrite the other."""
+    columns: dict[str, str] = {}
+    for column in header:
+        attribute = renamed.get(column, column)
+        if column in columns.values():
+            raise HRFileError(
+                f"{what} {path}: the header has the column {column!r} twice;"
+                " expected each column once"
+            )
+        if attribute in columns:
+            raise HRFileError(
+                f"{what} {path}: the columns {columns[attribute]!r} and {column!r}"
+                f" both give the attribute {attribute!r}; expected one column"
+                " an attribute"
+            )
+        columns[attribute] = column
+
+
+def _rows(
+    reader: Any, header: list[str], path: Path, what: str
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield each row by column, with its line; refuse a row of the wrong size."""
+    for cells in reader:
+        # A blank line, often the last, holds no row.
+        if not cells:
+            continue
+        line: int = reader.line_num
+        if len(cells) != len(header):
+            raise HRFileError(
+                f"{what} {path} line {line}: expected {len(header)} cells (one a"
+                f" column of the header), got {len(cells)}"
+            )
+        yield line, dict(zip(header, cells, strict=True))
 
 
 @contextmanager
@@ -256,13 +326,14 @@ def _valid_event(what: str) -> Iterator[None]:
         raise HRFileError(f"{what}: {problems}") from None
 
 
-def _iso_date(text: str | None, path: Path, line: int) -> date:
-    try:
-        return date.fromisoformat((text or "").strip())
-    except ValueError:
-        raise HRFileError(
-            f"{path} line {line}: expected a yyyy-mm-dd date, got {text!r}"
-        ) from None
+def _iso_date(text: str, where: str) -> date:
+    """Return a yyyy-mm-dd calendar date; raise HRFileError naming where it is."""
+    stripped = text.strip()
+    if ISO_DATE.fullmatch(stripped):
+        # The form is right but the day may not exist, as on 2020-02-30.
+        with suppress(ValueError):
+            return date.fromisoformat(stripped)
+    raise HRFileError(f"{where} is {text!r}; expected a yyyy-mm-dd date")
 
 
 def _id_order(person_id: str) -> tuple[int, int, str]:
@@ -280,10 +351,12 @@ def _cell(column: str, value: str) -> Any:
     text = value.strip()
     if column.endswith(("_id", "_date")) or not NUMBER.fullmatch(text):
         return text
-    try:
-        return int(text)
-    except ValueError:
-        pass
+    if "." not in text:
+        try:
+            return int(text)
+        except ValueError:
+            # Longer than Python converts (4300 digits): kept as written.
+            return text
     number = float(text)
     # Too large for a double: kept as written rather than as infinity.
     return number if math.isfinite(number) else text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -12,7 +13,10 @@ import pytest
 
 import workers
 from rules.person_state import PersonState, apply_event
+from rules.segments import condition_matches
 from schemas.person import PersonEvent, PersonSnapshot, PersonUpdated
+from schemas.segments import Condition, Operator
+from workers import cli
 from workers.errors import HRFileError
 from workers.hr_files import (
     JOB_ATTRIBUTES,
@@ -106,7 +110,7 @@ def test_roster_keeps_as_text_what_only_python_reads_as_a_number(
         "people.csv",
         """
         person_id,first_name,last_name,code,huge,grade,rate
-        1,Nan,Inf,1_000,1e999,-3,2.5e-1
+        1,Nan,Inf,1_000,1e999,-3,.25
         """,
     )
     assert read_roster(path) == {
@@ -121,6 +125,52 @@ def test_roster_keeps_as_text_what_only_python_reads_as_a_number(
     }
 
 
+@pytest.mark.parametrize(
+    ("cell", "value"),
+    [
+        ("24000", 24000),
+        ("0", 0),
+        ("-3", -3),
+        ("0.15", 0.15),
+        # The Oracle HR sample writes its commissions so.
+        (".20", 0.2),
+        ("-0.5", -0.5),
+        # Trailing zeros are how a spreadsheet writes an amount, not a code.
+        ("8600.00", 8600.0),
+        ("0042", "0042"),
+        ("02134", "02134"),
+        ("00", "00"),
+        ("-042", "-042"),
+        ("007.5", "007.5"),
+        ("1e3", "1e3"),
+        ("1E3", "1E3"),
+        ("2.5e-1", "2.5e-1"),
+        ("+1", "+1"),
+        ("1.", "1."),
+        ("1_000", "1_000"),
+        ("\u0664\u0662", "\u0664\u0662"),
+        ("9" * 5000, "9" * 5000),
+    ],
+)
+def test_roster_makes_numbers_only_of_plain_decimals(
+    csv_factory: CsvFactory, cell: str, value: Any
+) -> None:
+    path = csv_factory("people.csv", f"person_id,cost_center\n1,{cell}\n")
+    assert read_roster(path) == {"1": {"cost_center": value}}
+
+
+def test_a_code_with_leading_zeros_keeps_its_text_for_segments(
+    csv_factory: CsvFactory,
+) -> None:
+    path = csv_factory(
+        "people.csv", "person_id,cost_center,postal_code\n1,0042,02134\n"
+    )
+    attributes = read_roster(path)["1"]
+    for attribute, code in (("cost_center", "0042"), ("postal_code", "02134")):
+        condition = Condition(attribute=attribute, operator=Operator.EQ, value=code)
+        assert condition_matches(condition, attributes, date(2025, 1, 1))
+
+
 def test_roster_reads_a_spreadsheets_byte_order_mark(tmp_path: Path) -> None:
     path = tmp_path / "people.csv"
     path.write_bytes("employee_id,title\n1,Engineer\n".encode("utf-8-sig"))
@@ -131,7 +181,6 @@ def test_roster_reads_a_spreadsheets_byte_order_mark(tmp_path: Path) -> None:
     ("text", "problem"),
     [
         ("employee_id,title\n1,A\n,B\n", "line 3: no employee_id"),
-        ("employee_id,title\n1,A,B\n", "line 2: more cells than the 2 columns"),
         (
             "employee_id,title\n1,A\n2,B\n 1 ,C\n",
             "line 4: employee_id '1' is already on line 2",
@@ -144,6 +193,147 @@ def test_roster_rows_without_an_id_of_their_own_are_refused(
     path = csv_factory("people.csv", text)
     with pytest.raises(HRFileError, match=problem):
         read_roster(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("employee_id,title\n1,A,B\n", "line 2: expected 2 cells .*, got 3"),
+        (
+            "employee_id,hire_date,title\n905,2018-01-01,A\n906,2018-01-01\n",
+            "line 3: expected 3 cells .*, got 2",
+        ),
+        ("employee_id,hire_date,title\n907\n", "line 2: expected 3 cells .*, got 1"),
+    ],
+)
+def test_a_roster_row_of_the_wrong_size_is_refused(
+    csv_factory: CsvFactory, text: str, problem: str
+) -> None:
+    path = csv_factory("people.csv", text)
+    with pytest.raises(HRFileError, match=rf"^roster .*people\.csv {problem}"):
+        read_roster(path)
+
+
+def test_a_history_row_of_the_wrong_size_is_refused(csv_factory: CsvFactory) -> None:
+    path = csv_factory(
+        "history.csv",
+        HISTORY_HEADER
+        + "1,2020-01-01,2020-06-30,J,T,1,D\n1,2020-07-01,2020-12-31,J,T,1,D,extra\n",
+    )
+    with pytest.raises(
+        HRFileError,
+        match=r"^job history .*history\.csv line 3: expected 7 cells .*got 8",
+    ):
+        history_events(path, {"1": {}}, replayed_at=REPLAYED_AT)
+
+
+def test_blank_lines_are_no_rows(csv_factory: CsvFactory) -> None:
+    path = csv_factory("people.csv", "employee_id,title\n1,A\n\n2,B\n\n")
+    assert read_roster(path) == {"1": {"title": "A"}, "2": {"title": "B"}}
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        (
+            "employee_id,title,job_title",
+            "the columns 'title' and 'job_title' both give the attribute 'title'",
+        ),
+        (
+            "employee_id,department_name,department",
+            "the columns 'department_name' and 'department' both give the attribute",
+        ),
+        ("employee_id,grade,grade", "the header has the column 'grade' twice"),
+    ],
+)
+def test_a_roster_with_two_columns_for_one_attribute_is_refused(
+    csv_factory: CsvFactory, header: str, problem: str
+) -> None:
+    path = csv_factory("people.csv", f"{header}\n1,A,B\n")
+    with pytest.raises(HRFileError, match=rf"^roster .*people\.csv: {problem}"):
+        read_roster(path)
+
+
+def test_a_history_with_a_column_twice_is_refused(csv_factory: CsvFactory) -> None:
+    path = csv_factory(
+        "history.csv",
+        HISTORY_HEADER.replace("job_id", "job_id,job_id")
+        + "1,2020-01-01,2020-12-31,J,K,T,1,D\n",
+    )
+    with pytest.raises(HRFileError, match="the header has the column 'job_id' twice"):
+        history_events(path, {"1": {}}, replayed_at=REPLAYED_AT)
+
+
+@pytest.mark.parametrize("column", ["hire_date", "termination_date"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "17/06/2018",
+        "2018-06-01T23:30:00-05:00",
+        "2018-06-01 00:00",
+        "20180601",
+        "2018-W22-5",
+        "2018-02-30",
+        "2018-6-1",
+    ],
+)
+def test_a_roster_date_that_is_not_yyyy_mm_dd_is_refused(
+    csv_factory: CsvFactory, column: str, text: str
+) -> None:
+    path = csv_factory(
+        "people.csv", f"employee_id,{column}\n905,2018-06-01\n906,{text}\n"
+    )
+    with pytest.raises(HRFileError) as refused:
+        read_roster(path)
+    assert str(refused.value) == (
+        f"roster {path} line 3: {column} of person '906' is {text!r};"
+        " expected a yyyy-mm-dd date"
+    )
+
+
+def test_roster_keeps_dates_as_yyyy_mm_dd_text(csv_factory: CsvFactory) -> None:
+    path = csv_factory(
+        "people.csv", "employee_id,hire_date,termination_date\n1, 2018-06-17 ,\n"
+    )
+    assert read_roster(path) == {"1": {"hire_date": "2018-06-17"}}
+
+
+@pytest.mark.parametrize("hired", ["17/06/2018", "2018-06-01T23:30:00-05:00", 2018])
+def test_history_refuses_a_roster_hire_date_that_is_not_a_date(
+    csv_factory: CsvFactory, hired: Any
+) -> None:
+    path = csv_factory(
+        "history.csv", HISTORY_HEADER + "1,2020-01-01,2020-12-31,J,T,1,D\n"
+    )
+    with pytest.raises(
+        HRFileError,
+        match=rf"^roster: hire_date of person '1' is {str(hired)!r}; expected a yyyy",
+    ):
+        history_events(path, {"1": {"hire_date": hired}}, replayed_at=REPLAYED_AT)
+
+
+def test_history_command_reports_a_bad_roster_hire_date_in_one_line(
+    csv_factory: CsvFactory, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("MENTORFLOW_"):
+            monkeypatch.delenv(name)
+    # Both URLs set: the command needs no running stack to read the files.
+    monkeypatch.setenv("MENTORFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    monkeypatch.setenv("MENTORFLOW_POSTGRES_URL", "postgresql://u@127.0.0.1:9/db")
+    monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
+    roster = csv_factory("people.csv", "employee_id,hire_date\n906,17/06/2018\n")
+    history = csv_factory(
+        "history.csv", HISTORY_HEADER + "906,2019-01-01,2019-12-31,J,T,1,D\n"
+    )
+
+    status = cli.main(["history", str(history), "--roster", str(roster)])
+
+    assert status == 1
+    assert capsys.readouterr().err == (
+        f"mentorflow: roster {roster} line 2: hire_date of person '906' is"
+        " '17/06/2018'; expected a yyyy-mm-dd date\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -213,8 +403,17 @@ def test_a_missing_roster_is_refused_with_its_path(tmp_path: Path) -> None:
         ("employee_id,start_date\n1,2020-01-01\n", "lacks the columns"),
         (
             "{header}1,2020-13-01,2020-12-31,J,T,1,D\n",
-            "line 2: expected a yyyy-mm-dd date, got '2020-13-01'",
+            "line 2: start_date of person '1' is '2020-13-01'; expected a yyyy-mm-dd",
         ),
+        (
+            "{header}1,2020-01-01,20201231,J,T,1,D\n",
+            "line 2: end_date of person '1' is '20201231'; expected a yyyy-mm-dd",
+        ),
+        (
+            "{header}1,2020-01-01T00:00:00Z,2020-12-31,J,T,1,D\n",
+            "line 2: start_date of person '1' is '2020-01-01T00:00:00Z'",
+        ),
+        ("", "is empty; expected a header row"),
     ],
 )
 def test_an_unreadable_history_is_refused_with_the_reason(
