@@ -37,9 +37,8 @@ from rules.explain import explain_person
 from schemas.errors import MentorflowError
 from schemas.export import export_json_schemas
 from schemas.segments import Role
-from workers.cli_admin import add_admin_commands, add_wait_option
+from workers.cli_admin import add_admin_commands, add_wait_option, publish_and_report
 from workers.config_file import load_config_file
-from workers.config_outcome import EXIT_STATUS, describe_outcome, publish_config
 from workers.demo import DEFAULT_AS_OF, DemoInputs, DemoSummary, run_demo
 from workers.errors import WorkerError
 from workers.hr_files import history_events, read_roster, snapshot_events
@@ -469,17 +468,15 @@ def run_apply(settings: Settings, args: argparse.Namespace) -> int:
     settings = running_stack_settings(settings)
     ensure_topics(settings.kafka)
     event = config.to_event()
-    store = open_store(settings)
-    try:
-        outcome = publish_config(settings, store, event, args.wait_s)
-    finally:
-        store.close()
     what = (
         f"{len(config.programs)} programs, {len(config.segments)} segments"
         f" and {len(config.rules)} rules"
     )
-    console.print(describe_outcome(outcome, event.event_id, what), highlight=False)
-    return EXIT_STATUS[outcome.kind]
+    store = open_store(settings)
+    try:
+        return publish_and_report(settings, store, event, what, args.wait_s)
+    finally:
+        store.close()
 
 
 def run_sweep(settings: Settings, args: argparse.Namespace) -> int:

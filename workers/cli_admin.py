@@ -1,4 +1,9 @@
-"""Commands that help an admin change the configuration safely."""
+"""Commands that help an admin change the configuration safely.
+
+Besides previews, conflicts and held changes, they send the config events an admin
+gives one at a time (manual memberships, a rule's status, the dashboard order),
+each published and awaited as `mentorflow apply` publishes and awaits its file.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,22 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from infra.kafka import ensure_topics
 from infra.settings import Settings
+from infra.store import Store
 from rules.ruleset import Pair
 from schemas.common import new_event_id, utc_now
-from schemas.config import ConfigConfirmed
+from schemas.config import (
+    ConfigConfirmed,
+    ConfigEvent,
+    ManualMembershipAdded,
+    ManualMembershipRemoved,
+    RuleDeleted,
+    RulePaused,
+    RulePublished,
+    RulesReordered,
+)
+from schemas.segments import Role
 from workers.admin import (
     PairPreview,
     find_conflicts,
@@ -32,6 +49,9 @@ console = Console(markup=False)
 
 # How many person ids a table cell lists before it says how many more.
 SHOWN_PEOPLE = 8
+
+# The longest program, rule or person id the config events accept.
+MAX_ID_LENGTH = 200
 
 
 def run_preview(settings: Settings, args: argparse.Namespace) -> int:
@@ -197,14 +217,97 @@ def run_confirm(settings: Settings, args: argparse.Namespace) -> int:
         confirmation = ConfigConfirmed(
             event_id=new_event_id(), occurred_at=utc_now(), held_event_id=args.event_id
         )
-        outcome = publish_config(settings, store, confirmation, args.wait_s)
+        what = f"held change {args.event_id}"
+        return publish_and_report(settings, store, confirmation, what, args.wait_s)
     finally:
         store.close()
-    what = f"held change {args.event_id}"
-    console.print(
-        describe_outcome(outcome, confirmation.event_id, what), highlight=False
-    )
+
+
+def publish_and_report(
+    settings: Settings, store: Store, event: ConfigEvent, what: str, wait_s: float
+) -> int:
+    """Publish a config event, print the worker's verdict; return the exit status."""
+    outcome = publish_config(settings, store, event, wait_s)
+    console.print(describe_outcome(outcome, event.event_id, what), highlight=False)
     return EXIT_STATUS[outcome.kind]
+
+
+def run_change(settings: Settings, args: argparse.Namespace) -> int:
+    """Publish one membership or rule change and wait for the worker's verdict."""
+    event = change_event(args)
+    settings = running_stack_settings(settings)
+    ensure_topics(settings.kafka)
+    store = open_store(settings)
+    try:
+        # The worker deletes an unknown rule without complaint, which would read
+        # as "applied" to an admin who mistyped its id.
+        if isinstance(event, RuleDeleted):
+            _require_rule(store, event.rule_id)
+        return publish_and_report(
+            settings, store, event, describe_change(event), args.wait_s
+        )
+    finally:
+        store.close()
+
+
+def change_event(args: argparse.Namespace) -> ConfigEvent:
+    """Build the config event that a `member` or `rule` command publishes."""
+    event_id = new_event_id()
+    occurred_at = utc_now()
+    change = args.change
+    if change is ManualMembershipAdded or change is ManualMembershipRemoved:
+        membership: ConfigEvent = change(
+            event_id=event_id,
+            occurred_at=occurred_at,
+            program_id=args.program,
+            role=args.role,
+            person_id=args.person,
+        )
+        return membership
+    if change is RulesReordered:
+        return RulesReordered(
+            event_id=event_id, occurred_at=occurred_at, rule_ids=args.rule_ids
+        )
+    if change in (RulePublished, RulePaused, RuleDeleted):
+        rule: ConfigEvent = change(
+            event_id=event_id, occurred_at=occurred_at, rule_id=args.rule_id
+        )
+        return rule
+    raise WorkerError(
+        "expected a membership or rule change to publish, got"
+        f" {getattr(change, '__name__', change)!r}"
+    )
+
+
+def describe_change(event: ConfigEvent) -> str:
+    """Name a membership or rule change for the admin, as in "applied ..."."""
+    if isinstance(event, ManualMembershipAdded):
+        return (
+            f"the manual addition of {event.person_id} to {event.program_id}"
+            f" as {event.role.value}"
+        )
+    if isinstance(event, ManualMembershipRemoved):
+        return (
+            f"the manual removal of {event.person_id} from {event.program_id}"
+            f" as {event.role.value}"
+        )
+    if isinstance(event, RulePublished):
+        return f"the publication of rule {event.rule_id}"
+    if isinstance(event, RulePaused):
+        return f"the pause of rule {event.rule_id}"
+    if isinstance(event, RuleDeleted):
+        return f"the deletion of rule {event.rule_id}"
+    if isinstance(event, RulesReordered):
+        return f"the dashboard order {', '.join(event.rule_ids)}"
+    return f"config event {event.type}"
+
+
+def _require_rule(store: Store, rule_id: str) -> None:
+    with store.transaction() as tx:
+        rule_ids = [rule.rule_id for rule in tx.load_rules()]
+    if rule_id not in rule_ids:
+        listed = ", ".join(rule_ids) or "none"
+        raise WorkerError(f"no rule {rule_id!r} to delete; rules now: {listed}")
 
 
 def add_wait_option(parser: argparse.ArgumentParser) -> None:
@@ -216,6 +319,16 @@ def add_wait_option(parser: argparse.ArgumentParser) -> None:
         help="seconds to wait for the worker to apply, hold or reject it"
         " (default 30; 0 returns at once)",
     )
+
+
+def _object_id(text: str) -> str:
+    # Caught here, an id the event would refuse is a usage error, not a traceback.
+    if not 0 < len(text) <= MAX_ID_LENGTH or "\x00" in text:
+        raise argparse.ArgumentTypeError(
+            f"expected an id of 1 to {MAX_ID_LENGTH} characters and no NUL, got"
+            f" {text[:MAX_ID_LENGTH]!r} ({len(text)} characters)"
+        )
+    return text
 
 
 def _wait_s(text: str) -> float:
@@ -252,6 +365,53 @@ def add_admin_commands(
     confirm.add_argument("event_id", metavar="EVENT_ID")
     add_wait_option(confirm)
     confirm.set_defaults(run=run_confirm)
+
+    add_member_commands(commands)
+    add_rule_commands(commands)
+
+
+def add_member_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """Register `member add` and `member remove`: manual memberships."""
+    member = commands.add_parser("member", help="add or remove a member by hand")
+    member_commands = member.add_subparsers(dest="member_command", required=True)
+    for name, change, summary in (
+        ("add", ManualMembershipAdded, "add a person to a program role by hand"),
+        ("remove", ManualMembershipRemoved, "remove a person from a program role"),
+    ):
+        command = member_commands.add_parser(name, help=summary)
+        command.add_argument("program", type=_object_id, metavar="PROGRAM")
+        command.add_argument("person", type=_object_id, metavar="PERSON")
+        command.add_argument("--role", type=Role, choices=list(Role), required=True)
+        add_wait_option(command)
+        command.set_defaults(run=run_change, change=change)
+
+
+def add_rule_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """Register `rule publish`, `pause`, `delete` and `reorder`."""
+    rule = commands.add_parser("rule", help="publish, pause, delete or reorder rules")
+    rule_commands = rule.add_subparsers(dest="rule_command", required=True)
+    for name, change, summary in (
+        ("publish", RulePublished, "start running a rule, at its dashboard position"),
+        ("pause", RulePaused, "stop running a rule; its members stay"),
+        ("delete", RuleDeleted, "delete a rule; its members stay"),
+    ):
+        command = rule_commands.add_parser(name, help=summary)
+        command.add_argument("rule_id", type=_object_id, metavar="RULE_ID")
+        add_wait_option(command)
+        command.set_defaults(run=run_change, change=change)
+
+    reorder = rule_commands.add_parser(
+        "reorder",
+        help="give the listed rules dashboard positions 0, 1, 2, ...;"
+        " the others follow in their order",
+    )
+    reorder.add_argument("rule_ids", type=_object_id, nargs="+", metavar="RULE_ID")
+    add_wait_option(reorder)
+    reorder.set_defaults(run=run_change, change=RulesReordered)
 
 
 def _people(person_ids: list[str]) -> str:

@@ -1,15 +1,18 @@
-"""The command line's operability commands: parsing and exit statuses."""
+"""The command line: parsing, the events its commands publish, and exit statuses."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -17,9 +20,18 @@ import pytest
 from infra.kafka import BrokerUnavailableError
 from infra.lag import DEFAULT_TIMEOUT_S, PartitionLag
 from infra.status_queries import OutboxSummary
+from schemas.config import (
+    ManualMembershipAdded,
+    ManualMembershipRemoved,
+    RuleDeleted,
+    RulePaused,
+    RulePublished,
+    RulesReordered,
+    config_event_adapter,
+)
 from schemas.errors import MentorflowError
 from schemas.segments import Role, Rule, RuleAction, RuleStatus
-from workers import cli
+from workers import cli, cli_admin
 from workers.cli import (
     LAG_EXCEEDED_STATUS,
     _lag_json,
@@ -27,6 +39,8 @@ from workers.cli import (
     main,
     print_status,
 )
+from workers.cli_admin import change_event, describe_change
+from workers.config_outcome import ConfigOutcome
 from workers.errors import WorkerError
 from workers.status import RuleLine, StatusReport
 
@@ -163,8 +177,21 @@ def test_a_lag_timeout_that_bounds_nothing_is_refused(text, capsys):
     assert "expected a number of seconds above 0" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["apply", "c.yaml"], ["confirm", "e-1"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["apply", "c.yaml"],
+        ["confirm", "e-1"],
+        ["member", "add", "guild", "p1", "--role", "mentor"],
+        ["member", "remove", "guild", "p1", "--role", "mentee"],
+        ["rule", "publish", "r1"],
+        ["rule", "pause", "r1"],
+        ["rule", "delete", "r1"],
+        ["rule", "reorder", "r1", "r2"],
+    ],
+)
 def test_the_wait_for_the_workers_verdict_is_a_number_of_seconds(command):
+    assert _parser().parse_args(command).wait_s == 30
     assert _parser().parse_args([*command, "--wait-s", "0"]).wait_s == 0
     assert _parser().parse_args([*command, "--wait-s", "2.5"]).wait_s == 2.5
 
@@ -270,3 +297,249 @@ def test_a_worker_refuses_a_web_port_that_is_taken_naming_the_setting():
     # Free again, and no web port at all, both pass.
     cli._check_web_port("127.0.0.1", port)
     cli._check_web_port("127.0.0.1", 0)
+
+
+# -- membership and rule changes ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["member", "add", "guild", "p1", "--role", "mentor"],
+            ManualMembershipAdded,
+        ),
+        (
+            ["member", "remove", "guild", "p1", "--role", "mentee"],
+            ManualMembershipRemoved,
+        ),
+    ],
+)
+def test_member_commands_build_the_manual_membership_events(argv, expected):
+    args = _parser().parse_args(argv)
+
+    event = change_event(args)
+
+    assert isinstance(event, ManualMembershipAdded | ManualMembershipRemoved)
+    assert type(event) is expected
+    assert (event.program_id, event.role, event.person_id) == (
+        "guild",
+        Role(argv[-1]),
+        "p1",
+    )
+    # What goes onto the config topic reads back as the same event.
+    assert config_event_adapter.validate_json(event.model_dump_json()) == event
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [("publish", RulePublished), ("pause", RulePaused), ("delete", RuleDeleted)],
+)
+def test_rule_commands_build_the_rule_events(command, expected):
+    event = change_event(_parser().parse_args(["rule", command, "add-ops"]))
+
+    assert isinstance(event, RulePublished | RulePaused | RuleDeleted)
+    assert type(event) is expected
+    assert event.rule_id == "add-ops"
+    assert config_event_adapter.validate_json(event.model_dump_json()) == event
+
+
+def test_rule_reorder_lists_the_rules_in_the_order_given():
+    event = change_event(_parser().parse_args(["rule", "reorder", "b", "a", "c"]))
+
+    assert isinstance(event, RulesReordered)
+    assert event.rule_ids == ["b", "a", "c"]
+
+
+def test_each_change_gets_an_event_id_of_its_own():
+    args = _parser().parse_args(["rule", "pause", "r1"])
+
+    assert change_event(args).event_id != change_event(args).event_id
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["member", "add", "guild", "p1"],
+        ["member", "add", "guild", "p1", "--role", "buddy"],
+        ["member", "remove", "guild", "--role", "mentor"],
+        ["member", "add", "", "p1", "--role", "mentor"],
+        ["member", "add", "guild", "p" * 201, "--role", "mentor"],
+        ["rule", "publish"],
+        ["rule", "pause", ""],
+        ["rule", "reorder"],
+        ["rule", "archive", "r1"],
+        ["member"],
+        ["rule"],
+    ],
+)
+def test_a_change_missing_or_misspelling_an_argument_is_refused(argv, capsys):
+    with pytest.raises(SystemExit) as refused:
+        _parser().parse_args(argv)
+
+    assert refused.value.code == 2
+    assert capsys.readouterr().err
+
+
+def test_an_id_too_long_is_refused_with_the_limit_and_its_length(capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["rule", "pause", "r" * 201])
+
+    err = capsys.readouterr().err
+    assert "expected an id of 1 to 200 characters and no NUL" in err
+    assert "(201 characters)" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "what"),
+    [
+        (
+            ["member", "add", "guild", "p1", "--role", "mentor"],
+            "the manual addition of p1 to guild as mentor",
+        ),
+        (
+            ["member", "remove", "guild", "p1", "--role", "mentee"],
+            "the manual removal of p1 from guild as mentee",
+        ),
+        (["rule", "publish", "r1"], "the publication of rule r1"),
+        (["rule", "pause", "r1"], "the pause of rule r1"),
+        (["rule", "delete", "r1"], "the deletion of rule r1"),
+        (["rule", "reorder", "r2", "r1"], "the dashboard order r2, r1"),
+    ],
+)
+def test_each_change_is_named_for_the_admin(argv, what):
+    assert describe_change(change_event(_parser().parse_args(argv))) == what
+
+
+@dataclass
+class StubChange:
+    """What the stand-in for publishing answers, and the events it was given."""
+
+    outcome: ConfigOutcome = field(default_factory=lambda: ConfigOutcome("applied"))
+    rule_ids: list[str] = field(default_factory=list)
+    published: list[tuple[object, float]] = field(default_factory=list)
+
+
+@pytest.fixture
+def stub_change(monkeypatch):
+    """Run the change commands in process, publishing to a stub."""
+    stub = StubChange()
+
+    class Transaction:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            return None
+
+        def load_rules(self):
+            return [SimpleNamespace(rule_id=rule_id) for rule_id in stub.rule_ids]
+
+    class Store:
+        def transaction(self):
+            return Transaction()
+
+        def close(self):
+            return None
+
+    def publish_config(settings, store, event, wait_s):
+        stub.published.append((event, wait_s))
+        return stub.outcome
+
+    for name in list(os.environ):
+        if name.startswith("MENTORFLOW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MENTORFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    monkeypatch.setenv("MENTORFLOW_POSTGRES_URL", "postgresql://u@127.0.0.1:9/db")
+    monkeypatch.setattr(cli_admin, "ensure_topics", lambda kafka: None)
+    monkeypatch.setattr(cli_admin, "open_store", lambda settings: Store())
+    monkeypatch.setattr(cli_admin, "publish_config", publish_config)
+    monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
+    monkeypatch.setattr(cli_admin.console, "width", 200)
+    return stub
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "message"),
+    [
+        (ConfigOutcome("applied"), 0, "applied the manual addition of p1 to guild"),
+        (
+            ConfigOutcome("rejected", "manual change names unknown program 'guild'"),
+            1,
+            "the worker rejected the manual addition of p1 to guild as mentor:"
+            " manual change names unknown program 'guild'",
+        ),
+        (
+            ConfigOutcome("held", "6 of 8 members of guild"),
+            4,
+            "held the manual addition of p1 to guild as mentor",
+        ),
+        (ConfigOutcome("pending"), 5, "but no worker processed it yet"),
+    ],
+)
+def test_a_change_exits_as_apply_does_on_each_verdict(
+    stub_change, capsys, outcome, status, message
+):
+    stub_change.outcome = outcome
+
+    argv = ["member", "add", "guild", "p1", "--role", "mentor", "--wait-s", "7"]
+    assert main(argv) == status
+
+    ((event, wait_s),) = stub_change.published
+    assert isinstance(event, ManualMembershipAdded) and wait_s == 7
+    assert message in capsys.readouterr().out
+
+
+def test_deleting_an_unknown_rule_is_refused_before_anything_is_published(
+    stub_change, capsys
+):
+    stub_change.rule_ids = ["add-ops", "remove-sales"]
+
+    assert main(["rule", "delete", "add-opps"]) == 1
+
+    assert stub_change.published == []
+    assert capsys.readouterr().err == (
+        "mentorflow: no rule 'add-opps' to delete; rules now: add-ops, remove-sales\n"
+    )
+
+
+def test_deleting_a_known_rule_is_published(stub_change):
+    stub_change.rule_ids = ["add-ops"]
+
+    assert main(["rule", "delete", "add-ops"]) == 0
+
+    ((event, _),) = stub_change.published
+    assert isinstance(event, RuleDeleted) and event.rule_id == "add-ops"
+
+
+# -- the README ------------------------------------------------------------------
+
+
+def _command_names(
+    parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
+) -> set[tuple[str, ...]]:
+    """Every command of the parser, nested ones as tuples of words."""
+    names: set[tuple[str, ...]] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                names |= _command_names(sub, (*prefix, name)) or {(*prefix, name)}
+    return names
+
+
+def test_the_readme_lists_every_command_it_runs_and_no_other():
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    section = readme.split("## Running it", 1)[1].split("```", 2)[1]
+    commands = _command_names(_parser())
+
+    listed = set()
+    for line in section.splitlines():
+        words = re.findall(r"[a-z][a-z-]*", line.split("#", 1)[0])
+        if words[:1] != ["mentorflow"]:
+            continue
+        known = [c for c in commands if tuple(words[1 : 1 + len(c)]) == c]
+        listed.add(known[0] if known else tuple(words[1:3]))
+
+    assert listed - commands == set()
+    # The demo has a section of its own, under Set-up.
+    assert commands - listed == {("demo",)}
