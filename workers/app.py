@@ -12,7 +12,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from infra.store import SourcePosition
 from schemas.errors import MentorflowError
 from workers.batch import BatchTurn, PersonRecord
 from workers.engine import Engine, Outcome
-from workers.errors import PredecessorFailedError
+from workers.errors import AgentFailedError, PredecessorFailedError
 from workers.health import Health
 from workers.metrics import (
     CONFIG_SOURCE,
@@ -47,6 +47,8 @@ PERSON_AGENT = "person-events"
 CONFIG_AGENT = "config-events"
 
 RecordHandler = Callable[[bytes, bytes | None, SourcePosition], Outcome]
+# Stops the app with an error: faust.App.crash.
+Crash = Callable[[BaseException], Awaitable[None]]
 
 
 @dataclass
@@ -127,14 +129,17 @@ def _add_agents(app: faust.App, wiring: Wiring) -> None:
 
     @app.agent(person_topic, name=PERSON_AGENT)
     async def process_person_events(stream: Any) -> None:
-        if wiring.settings.worker.batch_size > 1:
-            await _consume_batches(wiring, stream)
-        else:
-            await _consume(wiring, stream, PERSON_AGENT, engine.handle_person_record)
+        async with _stopping_on_failure(wiring, app.crash, PERSON_AGENT):
+            if wiring.settings.worker.batch_size > 1:
+                await _consume_batches(wiring, stream, app.crash)
+            else:
+                handler = engine.handle_person_record
+                await _consume(wiring, stream, PERSON_AGENT, handler)
 
     @app.agent(config_topic, name=CONFIG_AGENT)
     async def process_config_events(stream: Any) -> None:
-        await _consume(wiring, stream, CONFIG_AGENT, engine.handle_config_record)
+        async with _stopping_on_failure(wiring, app.crash, CONFIG_AGENT):
+            await _consume(wiring, stream, CONFIG_AGENT, engine.handle_config_record)
 
     @app.on_partitions_assigned.connect
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -230,6 +235,36 @@ def _add_pages(app: faust.App, wiring: Wiring) -> None:
         return view.json(readiness.to_json(), status=status)
 
 
+@contextlib.asynccontextmanager
+async def _stopping_on_failure(
+    wiring: Wiring, crash: Crash, agent: str, *, reraise: bool = False
+) -> AsyncIterator[None]:
+    """Stop the worker, which then exits with status 1, when an agent fails.
+
+    A record that cannot be handled is retried and dead-lettered by _handle;
+    what fails here failed around the records (labelling, counting,
+    acknowledging). faust would restart the agent, but the restarted agent may
+    never see the events taken for the one that failed, and nothing past them
+    was committed: a new process resumes from the committed offsets instead,
+    and the redelivered events change nothing. With reraise, the failure goes
+    on as AgentFailedError, which an enclosing block does not report again.
+    """
+    try:
+        yield
+    except AgentFailedError:
+        if reraise:
+            raise
+    except Exception as error:
+        reason = describe_failure(error)
+        logger.error("agent failed, stopping the worker agent=%s: %s", agent, reason)
+        logger.debug("agent failure in full", exc_info=True)
+        wiring.health.degrade(f"failed, the worker stops: {reason}", agent)
+        failure = AgentFailedError(f"agent {agent} failed: {reason}")
+        await crash(failure)
+        if reraise:
+            raise failure from error
+
+
 async def _consume(
     wiring: Wiring, stream: Any, agent: str, handler: RecordHandler
 ) -> None:
@@ -264,7 +299,7 @@ async def _consume(
         health.agent_stopped(agent)
 
 
-async def _consume_batches(wiring: Wiring, stream: Any) -> None:
+async def _consume_batches(wiring: Wiring, stream: Any, crash: Crash) -> None:
     """Handle the person stream in batches, acknowledging each once it is committed.
 
     faust's take() acknowledges a batch in a ``finally`` when its generator
@@ -282,7 +317,9 @@ async def _consume_batches(wiring: Wiring, stream: Any) -> None:
     worker = wiring.settings.worker
     window = asyncio.Semaphore(BATCHES_IN_FLIGHT)
     taken: asyncio.Queue[_InFlight | None] = asyncio.Queue()
-    finisher = asyncio.ensure_future(_acknowledge_in_order(wiring, stream, taken))
+    finisher = asyncio.ensure_future(
+        _acknowledge_failing_loudly(wiring, stream, taken, crash)
+    )
     running: list[_InFlight] = []
     health.agent_started(PERSON_AGENT)
     try:
@@ -339,6 +376,17 @@ class _InFlight:
     task: asyncio.Future[list[Outcome]]
     turn: BatchTurn
     started: float
+
+
+async def _acknowledge_failing_loudly(
+    wiring: Wiring,
+    stream: Any,
+    taken: asyncio.Queue[_InFlight | None],
+    crash: Crash,
+) -> None:
+    """Acknowledge in order; stop the worker if that fails, even between batches."""
+    async with _stopping_on_failure(wiring, crash, PERSON_AGENT, reraise=True):
+        await _acknowledge_in_order(wiring, stream, taken)
 
 
 async def _acknowledge_in_order(

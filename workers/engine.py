@@ -899,7 +899,7 @@ def _claimed_event_id(raw: bytes) -> str | None:
     """The event id an invalid record claims, for the log; None if it has none."""
     try:
         claimed = json.loads(raw).get("event_id")
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         return None
     return claimed if isinstance(claimed, str) and len(claimed) <= 200 else None
 

@@ -19,3 +19,7 @@ class HRFileError(WorkerError):
 
 class PredecessorFailedError(WorkerError):
     """The batch before this one was rolled back: this one must run after it."""
+
+
+class AgentFailedError(WorkerError):
+    """An agent failed around its records; the worker stops and exits with 1."""

@@ -11,6 +11,9 @@ logger = logging.getLogger(__name__)
 
 OK = "ok"
 
+# The components whose problems mean the broker is away or slow.
+BROKER_COMPONENTS = frozenset({"broker", "relay"})
+
 
 @dataclass(frozen=True)
 class Readiness:
@@ -115,6 +118,7 @@ class Health:
             {
                 "consuming": self._consuming(),
                 "database": self._database(),
+                "broker": self._broker(),
                 "outbox": self._outbox(),
             }
         )
@@ -130,6 +134,17 @@ class Health:
         }
         if stuck:
             return "; ".join(f"{name} retrying: {why}" for name, why in stuck.items())
+        return OK
+
+    def _broker(self) -> str:
+        # The lag read and the relay are the worker's round trips to the
+        # broker: the consumer and producer retry an absent one silently.
+        away = {
+            name: self.problems[name]
+            for name in BROKER_COMPONENTS & self.problems.keys()
+        }
+        if away:
+            return "; ".join(f"{name}: {why}" for name, why in sorted(away.items()))
         return OK
 
     def _database(self) -> str:

@@ -72,7 +72,9 @@ def label_record(raw: bytes, max_bytes: int) -> RecordLabel:
         return RecordLabel(UNKNOWN, None)
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # The standard parser gives up on nesting about a thousand levels deep,
+        # which a record of 2 kB can reach.
         return RecordLabel(UNKNOWN, None)
     if not isinstance(data, dict):
         return RecordLabel(UNKNOWN, None)

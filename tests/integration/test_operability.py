@@ -36,6 +36,7 @@ from workers.cli import main
 from workers.config_file import ConfigFile, RuleEntry
 from workers.demo import worker_process
 from workers.engine import Outcome
+from workers.errors import AgentFailedError
 from workers.health import Health
 from workers.metrics import WorkerMetrics
 from workers.publishing import (
@@ -240,7 +241,12 @@ def test_probes_and_metrics_are_served_on_the_web_port(
     assert status == 200
     assert json.loads(body) == {
         "status": "ready",
-        "checks": {"consuming": "ok", "database": "ok", "outbox": "ok"},
+        "checks": {
+            "consuming": "ok",
+            "database": "ok",
+            "broker": "ok",
+            "outbox": "ok",
+        },
     }
 
     publish_config(settings, producer, store)
@@ -439,7 +445,7 @@ def test_records_of_a_failed_batch_log_their_own_position_and_the_batchs(tmp_pat
     level = root.level
     root.setLevel(logging.DEBUG)
     try:
-        asyncio.run(_consume_batches(wiring, stream))
+        asyncio.run(_consume_batches(wiring, stream, must_not_crash))
     finally:
         root.setLevel(level)
         root.removeHandler(capture)
@@ -500,6 +506,10 @@ class RecordingBatchEngine:
         raise self.failure
 
 
+async def must_not_crash(error: BaseException) -> None:
+    raise AssertionError(f"the worker was stopped: {error}")
+
+
 def offline_wiring(tmp_path: Any, engine: Any) -> Wiring:
     settings = Settings(
         PostgresSettings(url=SecretStr("postgresql://u@127.0.0.1:9/db")),
@@ -515,7 +525,9 @@ def test_a_batch_is_acknowledged_only_once_its_transaction_returned(tmp_path):
     stream = BatchStream(first, second)
     engine = RecordingBatchEngine(stream)
 
-    asyncio.run(_consume_batches(offline_wiring(tmp_path, engine), stream))
+    asyncio.run(
+        _consume_batches(offline_wiring(tmp_path, engine), stream, must_not_crash)
+    )
 
     # Acknowledged offsets are committed on faust's own cadence, whatever
     # became of the transaction: none may be acknowledged before it committed.
@@ -530,9 +542,18 @@ def test_a_batch_whose_handling_fails_is_not_acknowledged(tmp_path):
     stream = BatchStream([consumed("hr", 0, 7, "e-7"), consumed("hr", 0, 8, "e-8")])
     engine = RecordingBatchEngine(stream, MentorflowError("cannot go on"))
 
-    with pytest.raises(MentorflowError):
-        asyncio.run(_consume_batches(offline_wiring(tmp_path, engine), stream))
+    crashes: list[BaseException] = []
 
+    async def crash(error: BaseException) -> None:
+        crashes.append(error)
+
+    with pytest.raises(AgentFailedError, match="cannot go on"):
+        asyncio.run(_consume_batches(offline_wiring(tmp_path, engine), stream, crash))
+
+    # The worker is told to stop, once: a new process starts from the commits.
+    assert [str(error) for error in crashes] == [
+        "agent person-events failed: MentorflowError: cannot go on"
+    ]
     assert engine.acked_before == [[]]
     assert engine.acked_when_done == [[]]
     assert stream.acked == []

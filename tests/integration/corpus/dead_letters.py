@@ -59,6 +59,19 @@ CASES = [
     ),
     Case("not an object", "person", b"[1, 2, 3]", "record: Input should be an object"),
     Case("empty record", "person", b"", "record: Invalid JSON: EOF while parsing"),
+    # Nested deeper than the standard library's JSON parser can follow.
+    Case(
+        "json nested a thousand levels",
+        "person",
+        b"[" * 1000 + b"]" * 1000,
+        "record: Invalid JSON: recursion limit exceeded",
+    ),
+    Case(
+        "config json nested a thousand levels",
+        "config",
+        b'{"type": "rule.upserted", "rule": ' + b"[" * 1000 + b"]" * 1000 + b"}",
+        "record: Invalid JSON: recursion limit exceeded",
+    ),
     Case(
         "not utf-8",
         "person",

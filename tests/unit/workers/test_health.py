@@ -40,8 +40,23 @@ def test_a_consuming_worker_with_its_database_and_an_empty_outbox_is_ready(healt
     assert readiness.is_ready
     assert readiness.to_json() == {
         "status": "ready",
-        "checks": {"consuming": OK, "database": OK, "outbox": OK},
+        "checks": {"consuming": OK, "database": OK, "broker": OK, "outbox": OK},
     }
+
+
+@pytest.mark.parametrize("component", ["broker", "relay"])
+def test_a_worker_is_not_ready_while_it_cannot_reach_the_broker(health, component):
+    health.degrade("kafka broker unavailable at 127.0.0.1:9092", component)
+
+    readiness = health.readiness()
+
+    assert not readiness.is_ready
+    assert readiness.checks["broker"] == (
+        f"{component}: kafka broker unavailable at 127.0.0.1:9092"
+    )
+    assert readiness.checks["consuming"] == OK
+    health.recover(component)
+    assert health.readiness().is_ready
 
 
 def test_a_new_worker_is_not_ready_before_assignment_and_a_database_check(clock):
