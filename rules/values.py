@@ -23,8 +23,14 @@ def as_text(value: Any) -> str | None:
 
 
 def as_number(value: Any) -> float | None:
-    """Return value as a finite number, or None when it is not one."""
+    """Return value as a finite number, or None when it is not one.
+
+    Text is read as float() reads it, except digits grouped by underscores
+    ("1_000"): JSON and SQL have no such numbers, so nor does a condition.
+    """
     if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and "_" in value:
         return None
     try:
         if isinstance(value, int | float):

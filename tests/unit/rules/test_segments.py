@@ -35,6 +35,8 @@ def days_from_today(offset: int) -> str:
         ("eq", True, False, False),
         ("ne", "Engineer", "Engineer", False),
         ("ne", "Engineer", "Sales", True),
+        ("eq", "Sales Manager", "Sales\u200e Manager\u200f", True),
+        ("eq", "\u202bSales\u202c", "Sales", True),
         # membership in a list of values
         ("in", ["IT", "Finance"], "Finance", True),
         ("in", ["IT", "Finance"], "finance", True),
@@ -66,6 +68,9 @@ def days_from_today(offset: int) -> str:
         ("gte", "9000", "9000", True),
         ("gt", 9000, "9001", True),
         ("gt", 9000, "not a number", False),
+        # digits grouped by underscores are no number in JSON or SQL
+        ("lt", 9000, "1_000", False),
+        ("gt", 0, "1_000", False),
         ("lt", 9000, True, False),
         # ISO dates
         ("gt", "2020-01-01", "2020-01-02", True),

@@ -12,6 +12,23 @@ from hypothesis import strategies as st
 from rules.text import normalize_text
 
 ZERO_WIDTH = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"]
+# Marks and embeddings that set text direction, and the Mongolian vowel
+# separator: as invisible as the zero-width characters, and removed alike.
+DIRECTION_MARKS = [
+    "\u200e",
+    "\u200f",
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",
+    "\u180e",
+]
+INVISIBLE = [*ZERO_WIDTH, *DIRECTION_MARKS]
 WHITE_SPACE = [" ", "\t", "\n", "\u00a0", "\u2003", "\u3000"]
 # Letters whose case folding or composition is not one character to one.
 LETTERS = [*"aeijosAEIJOS", "ß", "İ", "ı", "ς", "Σ", "α", "Α", "ǰ", "ΐ", "ᾳ", "é"]
@@ -22,7 +39,7 @@ JAMO = ["\u1100", "\u1161", "\u11a8"]
 # Fullwidth forms, ligatures and other compatibility characters.
 COMPATIBLE = ["Ａ", "ｅ", "ｊ", "１", "ﬁ", "ﬂ", "ﬀ", "ﬃ", "ﬅ", "Ⅻ", "\u2126", "\u212b"]
 
-WORD_CHARACTERS = [*LETTERS, *COMBINING, *JAMO, *COMPATIBLE, *ZERO_WIDTH]
+WORD_CHARACTERS = [*LETTERS, *COMBINING, *JAMO, *COMPATIBLE, *INVISIBLE]
 # Not st.text(): its characters seldom combine, so the orders that matter
 # would hardly ever be tried.
 UNTIDY_TEXTS = st.text(st.sampled_from([*WORD_CHARACTERS, *WHITE_SPACE]), max_size=16)
@@ -53,7 +70,7 @@ def test_normalize_text(raw: str, normalised: str) -> None:
     assert normalize_text(raw) == normalised
 
 
-@pytest.mark.parametrize("zero_width", ZERO_WIDTH)
+@pytest.mark.parametrize("zero_width", INVISIBLE)
 @pytest.mark.parametrize(
     ("raw", "normalised"),
     [
@@ -85,6 +102,15 @@ def test_zero_width_between_spaces_leaves_one_space() -> None:
     assert normalize_text("a \u200b b") == "a b"
 
 
+@pytest.mark.parametrize("mark", DIRECTION_MARKS)
+def test_direction_marks_are_removed_like_zero_width_characters(mark: str) -> None:
+    assert normalize_text(f"Sales{mark} Manager{mark}") == "sales manager"
+    assert normalize_text(f"{mark}Sales {mark} Manager") == "sales manager"
+    # Removed, not turned into a space: a mark inside a word joins its halves.
+    assert normalize_text(f"Sa{mark}les") == normalize_text("Sa\u200bles") == "sales"
+    assert normalize_text(f" {mark} ") == ""
+
+
 @settings(max_examples=500, deadline=None)
 @given(UNTIDY_TEXTS)
 def test_normalize_text_is_idempotent(raw: str) -> None:
@@ -106,11 +132,11 @@ def test_equivalent_forms_normalise_alike(
 
 @settings(max_examples=500, deadline=None)
 @given(UNTIDY_TEXTS, st.data())
-def test_zero_width_characters_anywhere_change_nothing(
+def test_invisible_characters_anywhere_change_nothing(
     raw: str, data: st.DataObject
 ) -> None:
     at = data.draw(st.integers(0, len(raw)))
-    inserted = data.draw(st.text(st.sampled_from(ZERO_WIDTH), min_size=1))
+    inserted = data.draw(st.text(st.sampled_from(INVISIBLE), min_size=1))
 
     assert normalize_text(raw[:at] + inserted + raw[at:]) == normalize_text(raw)
 
@@ -139,4 +165,4 @@ def test_normalised_text_has_no_edge_space_no_space_run_and_no_zero_width(
 
     assert text == text.strip()
     assert "  " not in text
-    assert not set(text) & set(ZERO_WIDTH)
+    assert not set(text) & set(INVISIBLE)
