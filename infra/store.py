@@ -25,6 +25,7 @@ from rules.person_state import PersonState, PersonStatus
 from rules.ruleset import Pair, RuleSet
 from rules.search import search_document
 from rules.sql import compile_decisions
+from schemas.common import ACCEPTED_BEFORE
 from schemas.segments import Program, Role, Rule, RuleAction, RuleStatus, Segment
 
 logger = logging.getLogger(__name__)
@@ -232,7 +233,8 @@ class StoreTransaction:
                 "SELECT segment_id, name, definition, aliases FROM segments"
                 " ORDER BY segment_id"
             ).fetchall()
-        return [Segment.model_validate(row) for row in rows]
+        stored = {ACCEPTED_BEFORE: True}
+        return [Segment.model_validate(row, context=stored) for row in rows]
 
     def load_ruleset(self) -> RuleSet:
         """Return the published rules grouped by program and role."""

@@ -29,6 +29,17 @@ EVENT_ID_NAMESPACE = uuid.UUID("6c0f3c5e-3a52-4a53-9a57-0c1f3f0e8d41")
 AttributeValue = str | int | float | bool | list[Any] | dict[str, Any] | None
 
 
+# Validation context key saying the value was validated and stored earlier (a
+# segment, a held event): checks added since must not refuse what was accepted
+# then, or one stored value would stop the worker from loading anything.
+ACCEPTED_BEFORE = "accepted_before"
+
+
+def is_accepted_before(info: ValidationInfo) -> bool:
+    """Whether the value being validated was accepted and stored earlier."""
+    return info.context is not None and bool(info.context.get(ACCEPTED_BEFORE))
+
+
 # Validation context key saying the JSON text was found storable as a whole
 # (see holds_no_unstorable_value), so the models need not walk their values.
 STORABLE_TEXT = "storable_text"

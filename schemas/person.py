@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError
 
-from schemas.common import AttributeValue, EventBase
+from schemas.common import AttributeValue, EventBase, is_accepted_before
 
 PersonId = Annotated[str, Field(min_length=1, max_length=200)]
 
 # Attributes whose values are HR calendar dates: they stay dates end to end.
 DATE_ATTRIBUTES = frozenset({"hire_date", "termination_date"})
+_CALENDAR_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _refuse_non_dates(attributes: Mapping[str, AttributeValue], field: str) -> None:
+    """Refuse a date attribute that is not null and not a yyyy-mm-dd date.
+
+    Raises a ``calendar_date`` error naming the attribute's path.
+    """
+    for name in DATE_ATTRIBUTES & attributes.keys():
+        value = attributes[name]
+        if value is None or _is_calendar_date(value):
+            continue
+        raise PydanticCustomError(
+            "calendar_date",
+            "{field} is {actual}, which is no calendar date; expected a real"
+            " yyyy-mm-dd date or null",
+            {"field": f"{field}.{name}", "actual": repr(value)},
+        )
+
+
+def _is_calendar_date(value: object) -> bool:
+    # fromisoformat alone also takes week dates and the basic form (20240601).
+    if not isinstance(value, str) or not _CALENDAR_DATE.fullmatch(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 class PersonEventBase(EventBase):
@@ -29,6 +61,13 @@ class PersonHired(PersonEventBase):
     type: Literal["person.hired"] = "person.hired"
     attributes: dict[str, AttributeValue]
 
+    @model_validator(mode="after")
+    def _check_dates(self, info: ValidationInfo) -> Self:
+        # Events held before dates were checked must still be released.
+        if not is_accepted_before(info):
+            _refuse_non_dates(self.attributes, "attributes")
+        return self
+
 
 class PersonSnapshot(PersonEventBase):
     """The full record of a person; an attribute it omits is cleared."""
@@ -36,12 +75,26 @@ class PersonSnapshot(PersonEventBase):
     type: Literal["person.snapshot"] = "person.snapshot"
     attributes: dict[str, AttributeValue]
 
+    @model_validator(mode="after")
+    def _check_dates(self, info: ValidationInfo) -> Self:
+        # Events held before dates were checked must still be released.
+        if not is_accepted_before(info):
+            _refuse_non_dates(self.attributes, "attributes")
+        return self
+
 
 class PersonUpdated(PersonEventBase):
     """Changed attributes only: an absent key is unchanged, null clears it."""
 
     type: Literal["person.updated"] = "person.updated"
     changes: dict[str, AttributeValue] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_dates(self, info: ValidationInfo) -> Self:
+        # Events held before dates were checked must still be released.
+        if not is_accepted_before(info):
+            _refuse_non_dates(self.changes, "changes")
+        return self
 
 
 class PersonTerminated(PersonEventBase):

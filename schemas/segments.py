@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, model_validator
 
-from schemas.common import AttributeValue, FrozenModel
+from schemas.common import AttributeValue, FrozenModel, is_accepted_before
+from schemas.text import normalize_text
 
 
 class Operator(StrEnum):
@@ -49,6 +52,21 @@ DAY_COUNT_OPERATORS = frozenset(
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 ORDERING_OPERATORS = frozenset({Operator.GT, Operator.GTE, Operator.LT, Operator.LTE})
+# Operators that compare normalised text: a value that normalises to nothing
+# makes them mean nothing (every present value contains the empty text).
+TEXT_OPERATORS = frozenset(
+    {
+        Operator.EQ,
+        Operator.NE,
+        Operator.IN,
+        Operator.NOT_IN,
+        Operator.CONTAINS,
+        Operator.NOT_CONTAINS,
+        Operator.STARTS_WITH,
+        Operator.INCLUDES,
+        Operator.EXCLUDES,
+    }
+)
 
 
 class Condition(FrozenModel):
@@ -59,7 +77,7 @@ class Condition(FrozenModel):
     value: AttributeValue = None
 
     @model_validator(mode="after")
-    def _check_value(self) -> Condition:
+    def _check_value(self, info: ValidationInfo) -> Condition:
         if self.operator in VALUELESS_OPERATORS:
             if self.value is not None:
                 raise ValueError(f"operator {self.operator} takes no value")
@@ -78,7 +96,58 @@ class Condition(FrozenModel):
                 f"operator {self.operator} needs a number or a yyyy-mm-dd date,"
                 f" got {self.value!r}"
             )
+
+        # Segments stored before these checks existed must still load.
+        if not is_accepted_before(info):
+            self._check_date()
+            self._check_number()
+            self._check_text()
         return self
+
+    def _check_date(self) -> None:
+        """Refuse a date-shaped comparison value that names no calendar day."""
+        if self.operator not in ORDERING_OPERATORS or not isinstance(self.value, str):
+            return
+        text = self.value.strip()
+        if ISO_DATE.match(text) and _as_date(text) is None:
+            raise ValueError(
+                f"condition {self.attribute} {self.operator} compares with"
+                f" {self.value!r}, which is no calendar date; expected a real"
+                " yyyy-mm-dd date"
+            )
+
+    def _check_number(self) -> None:
+        """Refuse comparison text that float() reads but JSON and SQL do not."""
+        if self.operator not in ORDERING_OPERATORS or not isinstance(self.value, str):
+            return
+        if ISO_DATE.match(self.value.strip()):
+            return
+        if "_" in self.value or not math.isfinite(float(self.value)):
+            raise ValueError(
+                f"condition {self.attribute} {self.operator} compares with"
+                f" {self.value!r}; expected a finite number without underscores"
+                " or a yyyy-mm-dd date"
+            )
+
+    def _check_text(self) -> None:
+        """Refuse text that normalises to nothing: it would match all or none."""
+        if self.operator not in TEXT_OPERATORS:
+            return
+        options = self.value if isinstance(self.value, list) else [self.value]
+        for option in options:
+            if isinstance(option, str) and not normalize_text(option):
+                raise ValueError(
+                    f"condition {self.attribute} {self.operator} compares with"
+                    f" {option!r}, which is blank once normalised; expected text"
+                    " with a visible character (exists and missing test presence)"
+                )
+
+
+def _as_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def _is_orderable(value: object) -> bool:
@@ -156,15 +225,22 @@ class Segment(FrozenModel):
     aliases: dict[str, str] = Field(default_factory=dict, max_length=1000)
 
     @model_validator(mode="after")
-    def _check_aliases(self) -> Segment:
+    def _check_aliases(self, info: ValidationInfo) -> Segment:
+        # Before, blank meant all space; invisible characters count as blank now.
+        is_blank = str.isspace if is_accepted_before(info) else _is_blank
         for variant, canonical in self.aliases.items():
             for text in (variant, canonical):
-                if not text.strip() or len(text) > 200:
+                if not text or is_blank(text) or len(text) > 200:
                     raise ValueError(
                         f"alias {variant!r} -> {canonical!r} needs a variant and a"
                         " canonical of 1 to 200 characters that are not all space"
+                        " or invisible"
                     )
         return self
+
+
+def _is_blank(text: str) -> bool:
+    return not normalize_text(text)
 
 
 class Role(StrEnum):

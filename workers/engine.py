@@ -24,6 +24,7 @@ from rules.evaluation import Decision, decide_departure
 from rules.person_state import PersonState, apply_event
 from rules.ruleset import Pair, RuleSet
 from schemas.common import (
+    ACCEPTED_BEFORE,
     STORABLE_TEXT,
     derive_event_id,
     holds_no_unstorable_value,
@@ -66,6 +67,10 @@ logger = logging.getLogger(__name__)
 
 # How many persons a re-evaluation or a sweep loads at a time.
 PERSON_CHUNK = 1000
+
+# Held events were validated when they arrived: checks added since then must not
+# refuse them now.
+_STORED = {ACCEPTED_BEFORE: True}
 
 
 @dataclass(frozen=True)
@@ -284,7 +289,10 @@ class Engine:
             bulk.lock_persons(tx.conn, person_ids)
             due = tx.take_due_events(today, person_ids)
             for person_id in sorted(due):
-                held = map(person_event_adapter.validate_python, due[person_id])
+                held = (
+                    person_event_adapter.validate_python(payload, context=_STORED)
+                    for payload in due[person_id]
+                )
                 for event in as_released(held, self.clock.zone):
                     self._apply_person_event(tx, event)
         return len(person_ids), sum(map(len, due.values()))
@@ -526,7 +534,7 @@ class Engine:
                 f"no held config event {event.held_event_id!r} to confirm"
             )
         tx.audit("config.confirmed", event.held_event_id, event.event_id)
-        return config_event_adapter.validate_python(payload)
+        return config_event_adapter.validate_python(payload, context=_STORED)
 
     def preview_config(self, event: ConfigEvent) -> list[Decision]:
         """Return the membership changes event would make now, changing nothing.

@@ -51,7 +51,6 @@ from schemas.segments import (
 )
 from tests.strategies import (
     ALIASES,
-    ATTRIBUTES,
     ENGINE_NODES,
     HOSTILE,
     MEMBERSHIPS,
@@ -63,10 +62,10 @@ from tests.strategies import (
     alias_maps,
     attribute_maps,
     condition_values,
+    event_attribute_maps,
     nodes,
     rule_lists,
     seen_values,
-    values,
 )
 from workers.batch import PersonRecord
 from workers.clock import BusinessClock
@@ -330,12 +329,9 @@ def person_events(draw: st.DrawFn) -> list[dict[str, Any]]:
             "person_id": f"p{draw(st.integers(0, 3))}",
         }
         if kind in ("person.hired", "person.snapshot"):
-            event["attributes"] = draw(attribute_maps(exact_json=True))
+            event["attributes"] = draw(event_attribute_maps())
         elif kind == "person.updated":
-            changes = st.one_of(values(exact_json=True), st.none())
-            event["changes"] = draw(
-                st.dictionaries(st.sampled_from(ATTRIBUTES), changes, min_size=1)
-            )
+            event["changes"] = draw(event_attribute_maps(nulls=True, min_size=1))
         elif kind == "person.terminated":
             offset = draw(st.integers(-30, 5))
             event["termination_date"] = (TODAY + timedelta(days=offset)).isoformat()

@@ -147,6 +147,22 @@ CASES = [
         event(**{**HIRE, "attributes": {"title": "x", "salary": float("nan")}}),
         "person.hired: attributes.salary is NaN or infinite",
     ),
+    Case(
+        "hire date that is no calendar date",
+        "person",
+        event(**{**HIRE, "attributes": {"title": "x", "hire_date": "2026-13-01"}}),
+        "person.hired: attributes.hire_date is '2026-13-01', which is no calendar",
+    ),
+    Case(
+        "termination date change that is no calendar date",
+        "person",
+        event(
+            type="person.updated",
+            person_id="c-1",
+            changes={"termination_date": "2026-02-30"},
+        ),
+        "person.updated: changes.termination_date is '2026-02-30', which is no",
+    ),
     # Valid UTF-8 holding a NUL byte: dead-lettered as base64, not as text.
     Case(
         "NUL byte after the event",
@@ -185,6 +201,40 @@ CASES = [
             },
         ),
         "condition: value contains a NUL character",
+    ),
+    Case(
+        "segment comparing with a date that is no calendar date",
+        "config",
+        event(
+            type="segment.upserted",
+            segment={
+                "segment_id": "s",
+                "definition": {
+                    "all": [
+                        {
+                            "attribute": "hire_date",
+                            "operator": "gt",
+                            "value": "2020-13-45",
+                        }
+                    ]
+                },
+            },
+        ),
+        "condition hire_date gt compares with '2020-13-45', which is no calendar",
+    ),
+    Case(
+        "segment containing blank text",
+        "config",
+        event(
+            type="segment.upserted",
+            segment={
+                "segment_id": "s",
+                "definition": {
+                    "all": [{"attribute": "a", "operator": "contains", "value": " "}]
+                },
+            },
+        ),
+        "condition a contains compares with ' ', which is blank once normalised",
     ),
     Case(
         "rule naming an unknown program",

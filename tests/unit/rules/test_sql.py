@@ -15,7 +15,8 @@ import pytest
 from rules.aliases import NO_ALIASES, SQL_FUNCTION, Aliases
 from rules.ruleset import RuleSet
 from rules.sql import CompiledSegments, compile_decisions, compile_segments
-from schemas.segments import Operator, SegmentNode
+from schemas.common import ACCEPTED_BEFORE
+from schemas.segments import Condition, Operator, SegmentNode
 from tests.unit.factories import (
     ADD,
     MENTEE,
@@ -158,7 +159,12 @@ def test_text_values_are_compared_normalised() -> None:
 
 
 def test_values_that_can_never_match_compile_to_false() -> None:
-    impossible_date = compile_one(cond("hire_date", "gt", "2024-13-45"))
+    # Conditions refuse such a date now; a segment stored before still loads.
+    stored = Condition.model_validate(
+        {"attribute": "hire_date", "operator": "gt", "value": "2024-13-45"},
+        context={ACCEPTED_BEFORE: True},
+    )
+    impossible_date = compile_one(stored)
     assert "COALESCE(FALSE, FALSE)" in impossible_date.source
     assert not impossible_date.params
 
