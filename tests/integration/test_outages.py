@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import conninfo_to_dict
 
 from infra.kafka import ensure_topics
@@ -104,6 +105,18 @@ def readiness(port: int) -> tuple[int, dict[str, Any]]:
         return 0, {}
 
 
+def commit_failures(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {
+        sample.labels["stage"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "mentorflow_commit_failures"
+        for sample in family.samples
+        if sample.name == "mentorflow_commit_failures_total"
+    }
+
+
 def test_a_broker_restart_and_a_database_outage_lose_nothing(
     settings: Settings,
     store,
@@ -168,3 +181,5 @@ def test_a_broker_restart_and_a_database_outage_lose_nothing(
     while readiness(port)[0] != 200:
         assert time.monotonic() < deadline, readiness(port)
         time.sleep(0.2)
+    # Each failed attempt of the database outage was counted.
+    assert commit_failures(port).get("batch", 0) >= 1
