@@ -259,6 +259,9 @@ def mark_processed(
 
     That failure is what keeps two workers that briefly share a partition
     during a rebalance from applying one event twice.
+
+    Neither processed_events nor audit_log is ever pruned: both grow by a row
+    or more an input until an operator deletes rows older than any redelivery.
     """
     with (
         conn.cursor() as cursor,

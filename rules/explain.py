@@ -105,6 +105,8 @@ def trace_segment(
         ]
     actual = attributes.get(node.attribute)
     value = "" if node.value is None else f" {node.value!r}"
-    text = f"{node.attribute} {node.operator.value}{value} (is {actual!r})"
+    # An absent attribute and one sent as null both read as not known.
+    known = "not known" if actual is None else f"is {actual!r}"
+    text = f"{node.attribute} {node.operator.value}{value} ({known})"
     held = condition_matches(node, attributes, today, aliases)
     return [ConditionTrace(depth, text, held)]

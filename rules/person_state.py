@@ -76,6 +76,8 @@ def is_stale(current: PersonState | None, event: PersonEvent) -> bool:
     """
     if current is None:
         return False
+    # An occurred_at far in the future is accepted as it is, and then makes
+    # every later update of the person stale until that instant.
     instant = (event.occurred_at, event.event_id)
     if instant > (current.version_at, current.version_event_id):
         return False

@@ -88,7 +88,7 @@ def test_trace_segment_indents_groups_and_reports_each_result() -> None:
         ConditionTrace(1, "any of", True),
         ConditionTrace(2, "title starts_with 'lead' (is 'Sales Rep')", False),
         ConditionTrace(2, "not", True),
-        ConditionTrace(3, "location exists (is None)", False),
+        ConditionTrace(3, "location exists (not known)", False),
     ]
 
 
