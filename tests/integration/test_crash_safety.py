@@ -45,7 +45,8 @@ def test_killing_the_worker_at_random_points_loses_and_duplicates_nothing(
     chooser = random.Random(20261203)
     events = generate_events(seed=7)
     expected = oracle(events)
-    assert len(expected.all_event_ids) > 500
+    # Enough membership events for five kills to fall between publications.
+    assert len(expected.all_event_ids) > 400
 
     worker = worker_factory("worker-0")
     ids = publish_events(
