@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from infra.settings import Settings
 from infra.store import Store
 from schemas.common import new_event_id, utc_now
 from schemas.person import PersonSnapshot
+from tests.integration.polling import wait_for
 from workers.publishing import keyed_by_person, publish_events, wait_until_processed
 
 ADD_STAFF = {
@@ -70,13 +70,6 @@ def members(store: Store) -> list[str]:
 def held_configs(store: Store) -> list[tuple[str, dict[str, object], object]]:
     with store.transaction() as tx:
         return list(tx.held_configs())
-
-
-def wait_for(condition, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_preview_conflicts_and_a_held_change_confirmed(

@@ -20,6 +20,7 @@ from infra.settings import Settings
 from infra.store import Store
 from schemas.common import new_event_id, utc_now
 from schemas.person import PersonSnapshot
+from tests.integration.polling import wait_for
 from workers.publishing import keyed_by_person, publish_events, wait_until_processed
 
 Cli = Callable[..., Any]
@@ -96,13 +97,6 @@ def configured(
     assert applied.returncode == 0, applied.stdout + applied.stderr
     wait_for(lambda: memberships(store) == [("mentee", "p1", "rule", "add-ops")])
     return store
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def memberships(store: Store) -> list[tuple[str, str, str, str]]:

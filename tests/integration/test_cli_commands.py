@@ -7,7 +7,6 @@ command needs one, and its output is read back line by line.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from infra.kafka import JsonDeserializer, client_options
 from infra.settings import Settings
 from infra.store import SWEEP_LOCK_KEY, Store
 from schemas.segments import Role
+from tests.integration.polling import wait_for
 from workers.publishing import read_topic, wait_until_outbox_empty
 
 ROSTER = """\
@@ -117,13 +117,6 @@ MEMBERSHIPS = [
 ]
 
 Cli = Callable[..., Any]
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def memberships(store: Store) -> list[tuple[str, str, str, str]]:
