@@ -149,7 +149,7 @@ class KafkaSettings(BaseSettings):
             return None
         for server in value.split(","):
             host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit():
+            if not host or not (port.isascii() and port.isdigit()):
                 raise ValueError(
                     f"expected host:port[,host:port...], got {value!r};"
                     " set MENTORFLOW_KAFKA_BOOTSTRAP like 127.0.0.1:9092"

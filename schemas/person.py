@@ -7,7 +7,13 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, TypeAdapter, ValidationInfo, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from schemas.common import AttributeValue, EventBase, is_accepted_before
@@ -47,12 +53,32 @@ def _is_calendar_date(value: object) -> bool:
     return True
 
 
+def _calendar_date_only(value: object) -> object:
+    """Let through a date or a yyyy-mm-dd text; refuse instants and numbers.
+
+    pydantic on its own reads 0 as 1970-01-01 and a midnight timestamp in any
+    zone as its date: an HR export writing 0 for "no date" would terminate
+    the person in 1970.
+    """
+    if type(value) is date or _is_calendar_date(value):
+        return value
+    raise PydanticCustomError(
+        "calendar_date",
+        "{actual} is no calendar date; expected a real yyyy-mm-dd date",
+        {"actual": repr(value)},
+    )
+
+
+# An HR calendar date as events carry it: yyyy-mm-dd, never an instant.
+HRDate = Annotated[date, BeforeValidator(_calendar_date_only)]
+
+
 class PersonEventBase(EventBase):
     """Fields of every person event."""
 
     person_id: PersonId
     # A change that takes effect on a later HR date is held until that date.
-    effective_at: date | None = None
+    effective_at: HRDate | None = None
 
 
 class PersonHired(PersonEventBase):
@@ -101,7 +127,7 @@ class PersonTerminated(PersonEventBase):
     """The person leaves on ``termination_date``."""
 
     type: Literal["person.terminated"] = "person.terminated"
-    termination_date: date
+    termination_date: HRDate
 
 
 class PersonDeleted(PersonEventBase):

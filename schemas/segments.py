@@ -105,16 +105,27 @@ class Condition(FrozenModel):
         return self
 
     def _check_date(self) -> None:
-        """Refuse a date-shaped comparison value that names no calendar day."""
-        if self.operator not in ORDERING_OPERATORS or not isinstance(self.value, str):
+        """Refuse a date-shaped comparison value that names no calendar day.
+
+        Equality and membership compare text, where "2024-02-30" would
+        silently match nobody: a typo, refused as for the ordering operators.
+        """
+        if self.operator in ORDERING_OPERATORS | {Operator.EQ, Operator.NE}:
+            values = [self.value]
+        elif self.operator in (Operator.IN, Operator.NOT_IN):
+            values = list(self.value) if isinstance(self.value, list) else []
+        else:
             return
-        text = self.value.strip()
-        if ISO_DATE.match(text) and _as_date(text) is None:
-            raise ValueError(
-                f"condition {self.attribute} {self.operator} compares with"
-                f" {self.value!r}, which is no calendar date; expected a real"
-                " yyyy-mm-dd date"
-            )
+        for value in values:
+            if not isinstance(value, str):
+                continue
+            text = value.strip()
+            if ISO_DATE.match(text) and _as_date(text) is None:
+                raise ValueError(
+                    f"condition {self.attribute} {self.operator} compares with"
+                    f" {value!r}, which is no calendar date; expected a real"
+                    " yyyy-mm-dd date"
+                )
 
     def _check_number(self) -> None:
         """Refuse comparison text that float() reads but JSON and SQL do not."""

@@ -90,12 +90,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command != "worker":
         configure_logging(settings.worker.log_level, settings.worker.log_format)
+    # A one-shot command reports a broker that is away in one line of its own;
+    # kafka-python's retries, a line each, show only at DEBUG.
+    quiet = (
+        args.command not in LONG_RUNNING_COMMANDS
+        and settings.worker.log_level != "DEBUG"
+    )
     try:
         command: Command = args.run
-        return command(settings, args)
+        with silenced("kafka", enabled=quiet):
+            return command(settings, args)
     except MentorflowError as error:
         print(f"mentorflow: {error}", file=sys.stderr)
         return 1
+
+
+# Commands that run until stopped, whose logs an operator reads as they come.
+LONG_RUNNING_COMMANDS = frozenset({"worker", "relay", "stack", "demo"})
 
 
 def load_settings() -> Settings:

@@ -22,7 +22,12 @@ from infra.store import Store
 from schemas.config import CONFIG_KEY
 from workers.config_file import load_config_file
 from workers.errors import WorkerError
-from workers.hr_files import history_events, read_roster, snapshot_events
+from workers.hr_files import (
+    history_events,
+    natural_key,
+    read_roster,
+    snapshot_events,
+)
 from workers.publishing import (
     keyed_by_person,
     publish_events,
@@ -201,13 +206,6 @@ def summarize(store: Store, as_of: date, rejected: list[str]) -> DemoSummary:
         dead_letters=outcomes.get("dead_letter", 0),
         rejected=rejected,
     )
-
-
-def natural_key(person_id: str) -> tuple[int, int, str]:
-    """Sort numeric ids as numbers, before any other id."""
-    if person_id.isdigit():
-        return (0, int(person_id), "")
-    return (1, 0, person_id)
 
 
 def _reset_database(settings: Settings) -> None:

@@ -155,7 +155,7 @@ def history_events(
         changes.append(
             (back_on, person_id, {name: current.get(name) for name in JOB_ATTRIBUTES})
         )
-    changes.sort(key=lambda change: (change[0], _id_order(change[1])))
+    changes.sort(key=lambda change: (change[0], natural_key(change[1])))
 
     base = replayed_at or utc_now()
     events = []
@@ -336,9 +336,10 @@ def _iso_date(text: str, where: str) -> date:
     raise HRFileError(f"{where} is {text!r}; expected a yyyy-mm-dd date")
 
 
-def _id_order(person_id: str) -> tuple[int, int, str]:
+def natural_key(person_id: str) -> tuple[int, int, str]:
     """Numeric ids in number order, before any other id in text order."""
-    if person_id.isdigit():
+    # isdigit alone also takes superscripts such as "²", which int() refuses.
+    if person_id.isascii() and person_id.isdigit():
         return (0, int(person_id), "")
     return (1, 0, person_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -117,3 +118,33 @@ def test_an_event_held_before_dates_were_checked_is_still_read() -> None:
 
     assert isinstance(parsed, PersonHired)
     assert parsed.attributes == {"hire_date": "2026-13-01"}
+
+
+@pytest.mark.parametrize(
+    "value", [0, 1704067200, "1704067200", "2024-01-01T00:00:00+09:00", *NOT_DATES]
+)
+@pytest.mark.parametrize(
+    ("event_type", "field", "fields"),
+    [
+        ("person.terminated", "termination_date", {}),
+        ("person.updated", "effective_at", {"changes": {}}),
+    ],
+)
+def test_event_dates_are_calendar_dates_never_numbers_or_instants(
+    value: Any, event_type: str, field: str, fields: dict[str, Any]
+) -> None:
+    document = {"type": event_type, **ENVELOPE, **fields, field: value}
+
+    with pytest.raises(ValidationError) as refused:
+        person_event_adapter.validate_python(document)
+
+    assert "no calendar date; expected a real yyyy-mm-dd date" in str(refused.value)
+
+
+def test_event_dates_take_a_yyyy_mm_dd_text_or_a_date():
+    document = {"type": "person.terminated", **ENVELOPE}
+    for value in ("2024-06-30", date(2024, 6, 30)):
+        event = person_event_adapter.validate_python(
+            {**document, "termination_date": value, "effective_at": value}
+        )
+        assert event.effective_at == date(2024, 6, 30)

@@ -185,7 +185,7 @@ def test_malformed_segment_tree_is_a_validation_error(raw: Any) -> None:
         node_adapter.validate_python(raw)
 
 
-@pytest.mark.parametrize("operator", ["gt", "gte", "lt", "lte"])
+@pytest.mark.parametrize("operator", ["gt", "gte", "lt", "lte", "eq", "ne"])
 @pytest.mark.parametrize(
     "value", ["2020-13-45", "2024-02-30", "2023-02-29", "0000-01-01", " 2020-00-10 "]
 )
@@ -200,6 +200,21 @@ def test_a_date_shaped_value_that_is_no_calendar_date_is_refused(
     message = raised.value.errors()[0]["msg"]
     assert f"condition hire_date {operator} compares with {value!r}" in message
     assert "no calendar date; expected a real yyyy-mm-dd date" in message
+
+
+@pytest.mark.parametrize("operator", ["in", "not_in"])
+def test_a_list_item_that_is_no_calendar_date_is_refused(operator: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Condition.model_validate(
+            {
+                "attribute": "hire_date",
+                "operator": operator,
+                "value": ["2024-02-28", "2024-02-30"],
+            }
+        )
+
+    message = raised.value.errors()[0]["msg"]
+    assert "compares with '2024-02-30', which is no calendar date" in message
 
 
 @pytest.mark.parametrize("value", ["1_000", "1_000.5", "1e1_0", "nan", "-inf", "1e400"])

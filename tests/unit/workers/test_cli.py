@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import socket
@@ -543,3 +544,28 @@ def test_the_readme_lists_every_command_it_runs_and_no_other():
     assert listed - commands == set()
     # The demo has a section of its own, under Set-up.
     assert commands - listed == {("demo",)}
+
+
+@pytest.mark.parametrize(("level", "shown"), [("INFO", False), ("DEBUG", True)])
+def test_one_shot_commands_show_kafka_pythons_lines_only_at_debug(
+    monkeypatch, caplog, level, shown
+):
+    for name in list(os.environ):
+        if name.startswith("MENTORFLOW_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MENTORFLOW_KAFKA_BOOTSTRAP", "127.0.0.1:9")
+    monkeypatch.setenv("MENTORFLOW_POSTGRES_URL", "postgresql://u@127.0.0.1:9/db")
+    monkeypatch.setenv("MENTORFLOW_LOG_LEVEL", level)
+    monkeypatch.setattr(cli, "configure_logging", lambda *args: None)
+
+    def status_with_a_refused_connection(settings, args):
+        logging.getLogger("kafka.conn").warning("connect attempt to broker refused")
+        return 0
+
+    monkeypatch.setattr(cli, "run_status", status_with_a_refused_connection)
+    caplog.set_level(logging.DEBUG)
+
+    assert main(["status"]) == 0
+    assert any(r.name == "kafka.conn" for r in caplog.records) is shown
+    # The block restores the level it found.
+    assert logging.getLogger("kafka").level == logging.NOTSET

@@ -567,3 +567,21 @@ def test_history_rejects_inverted_overlapping_and_unknown_rows(
     ]
     # An attribute the roster lacks is cleared by the change back to it.
     assert events[2].changes["department"] is None
+
+
+def test_history_orders_ids_that_only_look_like_digits_as_text(
+    csv_factory: CsvFactory,
+) -> None:
+    # "²" is a digit to str.isdigit, but no number to int().
+    path = csv_factory(
+        "history.csv",
+        HISTORY_HEADER
+        + "²,2020-01-01,2020-12-31,J,T,1,D\n10,2020-01-01,2020-12-31,J,T,1,D\n"
+        + "9,2020-01-01,2020-12-31,J,T,1,D\n",
+    )
+    roster = {person: {"hire_date": "2019-01-01"} for person in ("²", "10", "9")}
+
+    events, _ = history_events(path, roster, replayed_at=REPLAYED_AT)
+
+    first_day = [e.person_id for e in events if e.effective_at == date(2020, 1, 1)]
+    assert first_day == ["9", "10", "²"]
