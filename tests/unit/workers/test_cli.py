@@ -563,9 +563,16 @@ def test_one_shot_commands_show_kafka_pythons_lines_only_at_debug(
         return 0
 
     monkeypatch.setattr(cli, "run_status", status_with_a_refused_connection)
+    kafka = logging.getLogger("kafka")
+    found = kafka.level
     caplog.set_level(logging.DEBUG)
+    try:
+        # setLevel, not setattr: it also clears the loggers' cached levels.
+        kafka.setLevel(logging.NOTSET)
 
-    assert main(["status"]) == 0
-    assert any(r.name == "kafka.conn" for r in caplog.records) is shown
-    # The block restores the level it found.
-    assert logging.getLogger("kafka").level == logging.NOTSET
+        assert main(["status"]) == 0
+        assert any(r.name == "kafka.conn" for r in caplog.records) is shown
+        # The block restores the level it found.
+        assert kafka.level == logging.NOTSET
+    finally:
+        kafka.setLevel(found)
