@@ -105,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def counted(count: int, noun: str) -> str:
+    """Say "1 rule" or "3 rules"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 # Commands that run until stopped, whose logs an operator reads as they come.
 LONG_RUNNING_COMMANDS = frozenset({"worker", "relay", "stack", "demo"})
 
@@ -451,7 +456,8 @@ def run_import(settings: Settings, args: argparse.Namespace) -> int:
         )
     finally:
         producer.close()
-    console.print(f"published {len(events)} snapshots to {settings.kafka.person_topic}")
+    snapshots = counted(len(events), "snapshot")
+    console.print(f"published {snapshots} to {settings.kafka.person_topic}")
     return 0
 
 
@@ -480,8 +486,9 @@ def run_apply(settings: Settings, args: argparse.Namespace) -> int:
     ensure_topics(settings.kafka)
     event = config.to_event()
     what = (
-        f"{len(config.programs)} programs, {len(config.segments)} segments"
-        f" and {len(config.rules)} rules"
+        f"{counted(len(config.programs), 'program')},"
+        f" {counted(len(config.segments), 'segment')}"
+        f" and {counted(len(config.rules), 'rule')}"
     )
     store = open_store(settings)
     try:
@@ -528,7 +535,7 @@ def run_members(settings: Settings, args: argparse.Namespace) -> int:
             row.added_at.isoformat(timespec="seconds"),
         )
     console.print(table)
-    console.print(f"{len(rows)} members")
+    console.print(counted(len(rows), "member"))
     return 0
 
 

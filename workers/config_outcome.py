@@ -97,12 +97,12 @@ def describe_outcome(outcome: ConfigOutcome, event_id: str, what: str) -> str:
     if outcome.kind == "published":
         return (
             f"published {what} as event {event_id}, without waiting for the"
-            " worker's verdict; `mentorflow status` shows the rules it applied"
+            " worker's verdict; `mentorflow held` lists it if it was held"
         )
     if outcome.kind == "held":
         return (
-            f"held {what}: it would remove {outcome.detail}; check with"
-            f" `mentorflow preview`, then run `mentorflow confirm {event_id}`"
+            f"held {what}: it would remove {outcome.detail}; if that is meant,"
+            f" run `mentorflow confirm {event_id}`"
         )
     return (
         f"published {what} as event {event_id}, but no worker processed it yet;"

@@ -97,7 +97,7 @@ def test_preview_conflicts_and_a_held_change_confirmed(
 
     applied = cli_factory("apply", str(add_all))
     assert applied.returncode == 0, applied.stderr
-    assert "applied 1 programs, 2 segments and 1 rules" in applied.stdout
+    assert "applied 1 program, 2 segments and 1 rule" in applied.stdout
     wait_for(lambda: len(members(store)) == 8)
 
     preview = cli_factory("preview", str(remove_ops))

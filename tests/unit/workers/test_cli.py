@@ -576,3 +576,10 @@ def test_one_shot_commands_show_kafka_pythons_lines_only_at_debug(
         assert kafka.level == logging.NOTSET
     finally:
         kafka.setLevel(found)
+
+
+@pytest.mark.parametrize(
+    ("count", "said"), [(0, "0 rules"), (1, "1 rule"), (2, "2 rules")]
+)
+def test_counts_are_said_in_the_singular_only_for_one(count, said):
+    assert cli.counted(count, "rule") == said
