@@ -33,6 +33,14 @@ def event(**fields: Any) -> bytes:
     return json.dumps({**ENVELOPE, **fields}).encode()
 
 
+def segment_event(**condition: Any) -> bytes:
+    """A segment upsert whose definition is this one condition."""
+    definition = {"all": [condition]}
+    return event(
+        type="segment.upserted", segment={"segment_id": "s", "definition": definition}
+    )
+
+
 def without(name: str, **fields: Any) -> bytes:
     document = {**ENVELOPE, **fields}
     del document[name]
@@ -191,49 +199,19 @@ CASES = [
     Case(
         "NUL character in a segment condition",
         "config",
-        event(
-            type="segment.upserted",
-            segment={
-                "segment_id": "s",
-                "definition": {
-                    "all": [{"attribute": "a", "operator": "eq", "value": "b\u0000"}]
-                },
-            },
-        ),
+        segment_event(attribute="a", operator="eq", value="b\u0000"),
         "condition: value contains a NUL character",
     ),
     Case(
         "segment comparing with a date that is no calendar date",
         "config",
-        event(
-            type="segment.upserted",
-            segment={
-                "segment_id": "s",
-                "definition": {
-                    "all": [
-                        {
-                            "attribute": "hire_date",
-                            "operator": "gt",
-                            "value": "2020-13-45",
-                        }
-                    ]
-                },
-            },
-        ),
+        segment_event(attribute="hire_date", operator="gt", value="2020-13-45"),
         "condition hire_date gt compares with '2020-13-45', which is no calendar",
     ),
     Case(
         "segment containing blank text",
         "config",
-        event(
-            type="segment.upserted",
-            segment={
-                "segment_id": "s",
-                "definition": {
-                    "all": [{"attribute": "a", "operator": "contains", "value": " "}]
-                },
-            },
-        ),
+        segment_event(attribute="a", operator="contains", value=" "),
         "condition a contains compares with ' ', which is blank once normalised",
     ),
     Case(
@@ -251,15 +229,7 @@ CASES = [
     Case(
         "segment with an unknown operator",
         "config",
-        event(
-            type="segment.upserted",
-            segment={
-                "segment_id": "s",
-                "definition": {
-                    "all": [{"attribute": "a", "operator": "resembles", "value": "b"}]
-                },
-            },
-        ),
+        segment_event(attribute="a", operator="resembles", value="b"),
         "condition.operator: Input should be 'eq'",
     ),
     Case(
