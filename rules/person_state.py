@@ -66,6 +66,10 @@ class Transition:
     applied: bool
 
 
+# The events that move a person through employment rather than change them.
+LIFECYCLE_EVENTS = (PersonHired, PersonTerminated, PersonDeleted)
+
+
 def is_stale(current: PersonState | None, event: PersonEvent) -> bool:
     """Return whether the record already holds something newer than event.
 
@@ -86,10 +90,6 @@ def is_stale(current: PersonState | None, event: PersonEvent) -> bool:
     if current.lifecycle_at is None or current.lifecycle_event_id is None:
         return False
     return instant <= (current.lifecycle_at, current.lifecycle_event_id)
-
-
-# The events that move a person through employment rather than change them.
-LIFECYCLE_EVENTS = (PersonHired, PersonTerminated, PersonDeleted)
 
 
 def apply_event(current: PersonState | None, event: PersonEvent) -> Transition:

@@ -873,7 +873,7 @@ class _DeadLettered(Outcome):
 def _log_dead_letter(source: SourcePosition, raw: bytes, outcome: Outcome) -> None:
     error = outcome.error if isinstance(outcome, _DeadLettered) else ""
     # Batches log after their commit, outside the agent's per-record context.
-    claimed = _claimed_event_id(raw)
+    claimed = claimed_event_id(claimed_fields(raw))
     with log_context(
         event_id=claimed,
         topic=source.topic,
@@ -903,12 +903,23 @@ def dead_letter_id(source: SourcePosition) -> str:
     return derive_event_id("dead-letter", source.topic, source.partition, source.offset)
 
 
-def _claimed_event_id(raw: bytes) -> str | None:
-    """The event id an invalid record claims, for the log; None if it has none."""
+def claimed_fields(raw: bytes) -> dict[str, Any]:
+    """The fields a record, valid or not, claims to have; empty if none.
+
+    Never raises: for labels and log lines, not for processing.
+    """
     try:
-        claimed = json.loads(raw).get("event_id")
-    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
-        return None
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # The standard parser gives up on nesting about a thousand levels deep,
+        # which a record of 2 kB can reach.
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def claimed_event_id(fields: dict[str, Any]) -> str | None:
+    """The event id among a record's claimed fields, if it is a short string."""
+    claimed = fields.get("event_id")
     return claimed if isinstance(claimed, str) and len(claimed) <= 200 else None
 
 

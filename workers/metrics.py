@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,12 @@ from infra.lag import PartitionLag
 from infra.store import OutboxRow
 from schemas.config import ConfigEvent
 from schemas.person import PersonEvent
-from workers.engine import Outcome, SweepResult
+from workers.engine import (
+    Outcome,
+    SweepResult,
+    claimed_event_id,
+    claimed_fields,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,18 +74,9 @@ def label_record(raw: bytes, max_bytes: int) -> RecordLabel:
     """
     if len(raw) > max_bytes:
         return RecordLabel(UNKNOWN, None)
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        # The standard parser gives up on nesting about a thousand levels deep,
-        # which a record of 2 kB can reach.
-        return RecordLabel(UNKNOWN, None)
-    if not isinstance(data, dict):
-        return RecordLabel(UNKNOWN, None)
-    event_type = data.get("type")
-    event_id = data.get("event_id")
-    if not isinstance(event_id, str) or len(event_id) > 200:
-        event_id = None
+    fields = claimed_fields(raw)
+    event_type = fields.get("type")
+    event_id = claimed_event_id(fields)
     if event_type not in EVENT_TYPES:
         return RecordLabel(UNKNOWN, event_id)
     return RecordLabel(str(event_type), event_id)

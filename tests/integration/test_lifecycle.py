@@ -164,6 +164,18 @@ def hire(person_id: str, hired_on: date = HIRED_ON, **attributes: Any) -> Person
     )
 
 
+def manual_add(
+    person_id: str, role: Role = Role.MENTOR, program_id: str = "buddies"
+) -> ManualMembershipAdded:
+    return ManualMembershipAdded(
+        event_id=new_event_id(),
+        occurred_at=datetime.now(UTC),
+        program_id=program_id,
+        role=role,
+        person_id=person_id,
+    )
+
+
 def configure(engine: Engine) -> None:
     assert feed(engine, BUDDIES.to_event(), "mentorflow.config") == "applied"
 
@@ -229,13 +241,7 @@ def test_termination_removes_every_membership_on_its_date_and_a_rehire_starts_ov
     engine = engine_at(HIRED_ON)
     configure(engine)
     feed(engine, hire("p4"))
-    manual = ManualMembershipAdded(
-        event_id=new_event_id(),
-        occurred_at=datetime.now(UTC),
-        program_id="buddies",
-        role=Role.MENTOR,
-        person_id="p4",
-    )
+    manual = manual_add("p4")
     feed(engine, manual, "mentorflow.config")
     leaving = PersonTerminated(
         event_id=new_event_id(),
@@ -264,13 +270,7 @@ def test_deletion_removes_every_membership_and_a_rehire_starts_over(store, engin
     engine = engine_at(HIRED_ON)
     configure(engine)
     feed(engine, hire("p16"))
-    manual = ManualMembershipAdded(
-        event_id=new_event_id(),
-        occurred_at=datetime.now(UTC),
-        program_id="buddies",
-        role=Role.MENTOR,
-        person_id="p16",
-    )
+    manual = manual_add("p16")
     feed(engine, manual, "mentorflow.config")
     with store.transaction() as tx:
         held = {(row.role.value, row.decided_by) for row in tx.members("buddies")}
@@ -309,13 +309,7 @@ def test_a_manual_member_is_kept_by_add_rules_and_removed_by_a_matching_remove_r
     engine = engine_at(HIRED_ON)
     configure(engine)
     feed(engine, hire("p5", hired_on=HIRED_ON - 100 * DAY))
-    add = ManualMembershipAdded(
-        event_id=new_event_id(),
-        occurred_at=datetime.now(UTC),
-        program_id="buddies",
-        role=Role.MENTEE,
-        person_id="p5",
-    )
+    add = manual_add("p5", Role.MENTEE)
     feed(engine, add, "mentorflow.config")
     assert members(store) == {"p5": "manual"}
     with store.transaction() as tx:
@@ -360,13 +354,7 @@ def test_a_manual_removal_of_a_non_member_changes_nothing(store, engine_at):
 
 def test_a_manual_change_naming_an_unknown_program_is_dead_lettered(store, engine_at):
     engine = engine_at(HIRED_ON)
-    add = ManualMembershipAdded(
-        event_id=new_event_id(),
-        occurred_at=datetime.now(UTC),
-        program_id="nope",
-        role=Role.MENTOR,
-        person_id="p6",
-    )
+    add = manual_add("p6", program_id="nope")
     assert feed(engine, add, "mentorflow.config") == "dead_letter"
     (letter,) = outbox(store)
     assert letter["type"] == "dead_letter"
@@ -540,13 +528,7 @@ def test_a_manual_add_of_a_person_who_is_not_active_is_dead_lettered(
             termination_date=HIRED_ON,
         )
         assert feed(engine, leaving) == "applied"
-    add = ManualMembershipAdded(
-        event_id=new_event_id(),
-        occurred_at=datetime.now(UTC),
-        program_id="buddies",
-        role=Role.MENTOR,
-        person_id="p8",
-    )
+    add = manual_add("p8")
 
     assert feed(engine, add, "mentorflow.config") == "dead_letter"
     assert members(store) == {}
@@ -557,13 +539,7 @@ def test_a_manual_add_that_a_remove_rule_matches_is_undone_at_once(store, engine
     engine = engine_at(HIRED_ON)
     configure(engine)
     feed(engine, hire("p9", hired_on=HIRED_ON - 100 * DAY, type="contractor"))
-    add = ManualMembershipAdded(
-        event_id=new_event_id(),
-        occurred_at=datetime.now(UTC),
-        program_id="buddies",
-        role=Role.MENTEE,
-        person_id="p9",
-    )
+    add = manual_add("p9", Role.MENTEE)
 
     feed(engine, add, "mentorflow.config")
 
