@@ -169,7 +169,8 @@ def logging_config(level: str = "INFO", log_format: str = "text") -> dict[str, A
             }
         },
         "root": {"level": level, "handlers": ["stderr"]},
-        # The Kafka clients are chatty at info level about every connection.
+        # The Kafka clients are chatty at info level about every connection; while
+        # a broker is away they still log thousands of errors a minute.
         "loggers": {
             "kafka": {"level": "WARNING"},
             "aiokafka": {"level": "WARNING"},

@@ -144,6 +144,7 @@ def _unstorable_path(value: object, path: str) -> tuple[str, str] | None:
 class EventBase(FrozenModel):
     """The envelope every event carries."""
 
+    # An event that omits its schema version is taken as version 1.
     schema_version: Literal[1] = SCHEMA_VERSION
     event_id: str = Field(min_length=1, max_length=200)
     occurred_at: AwareDatetime

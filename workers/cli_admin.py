@@ -44,7 +44,8 @@ from workers.runtime import build_engine, open_store, running_stack_settings
 
 logger = logging.getLogger(__name__)
 
-# No markup: ids and HR values are printed as they are (see workers.cli).
+# No markup: ids and HR values are printed as they are (see workers.cli). Piped
+# output is wrapped at 80 columns, so a long verdict spans several lines.
 console = Console(markup=False)
 
 # How many person ids a table cell lists before it says how many more.
