@@ -229,8 +229,7 @@ def _run_worker(settings: Settings) -> int:
         redirect_stdouts=False,
     )
     try:
-        # With the broker away, stopping takes about a minute: aiokafka waits out
-        # its own requests before it closes.
+        # With the broker away, stopping the worker takes about a minute.
         worker.execute_from_commandline()
     except SystemExit as done:
         return int(done.code or 0)
