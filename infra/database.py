@@ -6,6 +6,7 @@ import logging
 import re
 from importlib import resources
 
+import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from infra.errors import DatabaseUnavailableError
@@ -21,7 +22,8 @@ _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 def open_pool(url: str, max_size: int = 4, timeout_s: float = 10.0) -> ConnectionPool:
     """Open a connection pool, waiting until the server answers.
 
-    Raises DatabaseUnavailableError when it does not answer within timeout_s.
+    Raises DatabaseUnavailableError, with the server's reason where it gave
+    one, when no connection opens within timeout_s.
     """
     pool = ConnectionPool(
         url,
@@ -39,9 +41,27 @@ def open_pool(url: str, max_size: int = 4, timeout_s: float = 10.0) -> Connectio
     except PoolTimeout as error:
         pool.close()
         raise DatabaseUnavailableError(
-            f"postgresql did not answer within {timeout_s:.0f} s"
+            f"cannot connect to postgresql within {timeout_s:.0f} s"
+            f"{_refusal(url, timeout_s)}; check MENTORFLOW_POSTGRES_URL"
         ) from error
     return pool
+
+
+def _refusal(url: str, timeout_s: float) -> str:
+    """Why one more connection fails, as ": reason", or "" if it opens.
+
+    The pool only logs its failed attempts, so an unknown database, a wrong
+    role or a refused port would all read as silence without this.
+    """
+    try:
+        # libpq takes whole seconds and treats less than 2 as 2.
+        with psycopg.connect(url, connect_timeout=max(2, min(round(timeout_s), 5))):
+            return ""
+    except psycopg.Error as error:
+        # libpq's messages name the host, port, database and role, never the
+        # password; they may run over several lines.
+        reason = " ".join(str(error).split())
+        return f": {reason[:300]}"
 
 
 def migrate(pool: ConnectionPool) -> list[str]:

@@ -176,6 +176,17 @@ class KafkaSettings(BaseSettings):
                 )
         return value
 
+    @field_validator("consumer_group")
+    @classmethod
+    def _check_consumer_group(cls, value: str) -> str:
+        # faust refuses an app without an id only once the worker is starting.
+        if not value.strip():
+            raise ValueError(
+                "a consumer group needs a name; set MENTORFLOW_KAFKA_CONSUMER_GROUP"
+                " to one like mentorflow, or unset it"
+            )
+        return value
+
     @field_validator("sasl_mechanism")
     @classmethod
     def _check_mechanism(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -295,6 +306,18 @@ class WorkerSettings(BaseSettings):
     # waiting at most batch_window_s for a batch to fill; 1 turns batching off.
     batch_size: int = Field(default=500, ge=1, le=10_000)
     batch_window_s: float = Field(default=0.05, gt=0, le=10)
+
+    @field_validator("web_host")
+    @classmethod
+    def _check_web_host(cls, value: str) -> str:
+        # An empty host would have the web server listen on every interface.
+        if not value.strip():
+            raise ValueError(
+                "the web server needs an address to listen on; set"
+                " MENTORFLOW_WEB_HOST to one like 127.0.0.1 (0.0.0.0 for every"
+                " interface), or unset it"
+            )
+        return value
 
     @field_validator("business_timezone")
     @classmethod

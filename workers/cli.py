@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import json
 import logging
@@ -254,7 +255,18 @@ def _check_web_port(host: str, port: int) -> None:
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind((host, port))
+    except socket.gaierror as error:
+        raise WorkerError(
+            f"cannot serve the web port on {host!r}: {error.strerror}; set"
+            " MENTORFLOW_WEB_HOST to an address of this host, like 127.0.0.1"
+        ) from None
     except OSError as error:
+        if error.errno == errno.EADDRNOTAVAIL:
+            raise WorkerError(
+                f"cannot serve the web port on {host}: no interface of this host"
+                " has that address; set MENTORFLOW_WEB_HOST to one that does,"
+                " like 127.0.0.1"
+            ) from None
         raise WorkerError(
             f"cannot serve the web port {host}:{port}: {error.strerror} (another"
             " worker on this host?); set MENTORFLOW_WEB_PORT to a free port, or to"

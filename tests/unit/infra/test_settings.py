@@ -9,7 +9,12 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import SecretStr, ValidationError
 
-from infra.settings import KafkaSettings, PostgresSettings, unknown_variables
+from infra.settings import (
+    KafkaSettings,
+    PostgresSettings,
+    WorkerSettings,
+    unknown_variables,
+)
 from tests.unit.certificates import write_test_ca
 from workers.cli import main
 
@@ -343,3 +348,19 @@ def test_the_command_line_names_a_topic_used_twice(monkeypatch, capsys):
     error = capsys.readouterr().err
     assert "MENTORFLOW_KAFKA_DEAD_LETTER_TOPIC: " in error
     assert "already MENTORFLOW_KAFKA_PERSON_TOPIC" in error
+
+
+# -- names the clients need ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_consumer_group_is_refused_naming_the_variable(name):
+    # faust would only refuse it with a traceback once the worker starts.
+    with pytest.raises(ValidationError, match="MENTORFLOW_KAFKA_CONSUMER_GROUP"):
+        KafkaSettings(consumer_group=name)
+
+
+@pytest.mark.parametrize("host", ["", " "])
+def test_an_empty_web_host_is_refused_rather_than_listening_everywhere(host):
+    with pytest.raises(ValidationError, match="MENTORFLOW_WEB_HOST"):
+        WorkerSettings(web_host=host)

@@ -300,6 +300,14 @@ def test_a_worker_refuses_a_web_port_that_is_taken_naming_the_setting():
     cli._check_web_port("127.0.0.1", 0)
 
 
+def test_a_worker_refuses_a_web_host_it_cannot_listen_on_naming_the_setting():
+    # 192.0.2.1 is set aside for documentation: no interface here has it.
+    with pytest.raises(WorkerError, match="MENTORFLOW_WEB_HOST") as refused:
+        cli._check_web_port("192.0.2.1", 6066)
+
+    assert "MENTORFLOW_WEB_PORT" not in str(refused.value)
+
+
 # -- membership and rule changes ------------------------------------------------
 
 
