@@ -106,8 +106,23 @@ def load_config_file(path: Path) -> ConfigFile:
     try:
         # From bytes, the reader detects the encoding and reports bad UTF-8.
         raw: Any = yaml.load(path.read_bytes(), Loader=_Loader)
-    except (OSError, yaml.YAMLError) as error:
+    except OSError as error:
         raise WorkerError(f"cannot read config file {path}: {error}") from None
+    except yaml.YAMLError as error:
+        # Read from bytes, YAML's marks would name "<byte string>", not the file.
+        for mark in (
+            getattr(error, "context_mark", None),
+            getattr(error, "problem_mark", None),
+        ):
+            if mark is not None:
+                mark.name = str(path)
+        raise WorkerError(f"cannot read config file {path}: {error}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise WorkerError(
+            f"config file {path} is invalid: its top level is a"
+            f" {type(raw).__name__}; it must be a mapping of programs, segments"
+            " and rules"
+        )
     try:
         config = ConfigFile.model_validate(raw or {})
     except ValidationError as error:

@@ -255,3 +255,27 @@ rules:
     path.write_text(text.replace("position: 10", "position: 1"))
     with pytest.raises(WorkerError, match="both take dashboard position 1"):
         load_config_file(path)
+
+
+def test_a_syntax_error_is_placed_in_the_file_by_its_name(
+    config_path_factory: ConfigPathFactory,
+) -> None:
+    path = config_path_factory("programs: [\n", name="unclosed.yaml")
+
+    with pytest.raises(WorkerError) as raised:
+        load_config_file(path)
+
+    assert f'in "{path}", line' in str(raised.value)
+    assert "<byte string>" not in str(raised.value)
+
+
+@pytest.mark.parametrize("text", ["- programs: []\n", "just words\n"])
+def test_a_file_that_is_not_a_mapping_says_what_its_top_level_is(
+    config_path_factory: ConfigPathFactory, text: str
+) -> None:
+    path = config_path_factory(text, name="listed.yaml")
+
+    with pytest.raises(WorkerError, match="must be a mapping of programs") as raised:
+        load_config_file(path)
+
+    assert "ConfigFile" not in str(raised.value)
