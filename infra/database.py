@@ -90,6 +90,22 @@ def migrate(pool: ConnectionPool) -> list[str]:
     return applied
 
 
+def pending_migrations(pool: ConnectionPool) -> list[str]:
+    """Return the names of the migrations not applied yet, changing nothing."""
+    with pool.connection() as conn, conn.transaction():
+        row = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+        done: set[int] = set()
+        if row is not None and row[0] is not None:
+            versions = conn.execute("SELECT version FROM schema_migrations")
+            done = {version for (version,) in versions}
+    return [name for name in migration_names() if int(name[:3]) not in done]
+
+
+def migration_names() -> list[str]:
+    """Return the names of this version's migrations, in the order they apply."""
+    return [name for name, _ in _migration_files()]
+
+
 def _migration_files() -> list[tuple[str, str]]:
     folder = resources.files("infra") / "migrations"
     found = [

@@ -375,7 +375,7 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
 
     embedded = settings.is_embedded
     settings = running_stack_settings(settings)
-    store = open_store(settings)
+    store = open_store(settings, read_only=True)
     try:
         today = build_engine(settings, store).clock.today()
         report = read_status(store, settings.kafka, today)
@@ -528,7 +528,7 @@ def run_sweep(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_members(settings: Settings, args: argparse.Namespace) -> int:
     """List the members of a program."""
-    store = open_store(running_stack_settings(settings))
+    store = open_store(running_stack_settings(settings), read_only=True)
     try:
         with store.transaction() as tx:
             if not tx.program_exists(args.program):
@@ -554,7 +554,7 @@ def run_members(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_explain(settings: Settings, args: argparse.Namespace) -> int:
     """Explain, for each program role, which rules match a person and why."""
-    store = open_store(running_stack_settings(settings))
+    store = open_store(running_stack_settings(settings), read_only=True)
     engine = build_engine(settings, store)
     try:
         with store.transaction() as tx:

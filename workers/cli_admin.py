@@ -59,7 +59,7 @@ def run_preview(settings: Settings, args: argparse.Namespace) -> int:
     """Print the adds and removes publishing a config file would cause now."""
     config = load_config_file(args.config)
     settings = running_stack_settings(settings)
-    store = open_store(settings)
+    store = open_store(settings, read_only=True)
     try:
         with store.transaction() as tx:
             store_counts: dict[str, int] = Counter()
@@ -115,7 +115,7 @@ def would_be_held(
 def run_conflicts(settings: Settings, args: argparse.Namespace) -> int:
     """List people matched by both an add and a remove rule of a program role."""
     settings = running_stack_settings(settings)
-    store = open_store(settings)
+    store = open_store(settings, read_only=True)
     try:
         today = build_engine(settings, store).clock.today()
         conflicts = find_conflicts(store, today)
@@ -142,7 +142,7 @@ def run_conflicts(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_near_misses(settings: Settings, args: argparse.Namespace) -> int:
     """List values that miss a segment narrowly: only through an alias, or by a typo."""
-    store = open_store(running_stack_settings(settings))
+    store = open_store(running_stack_settings(settings), read_only=True)
     try:
         misses = near_misses_of(store, args.segment)
     finally:
@@ -171,7 +171,7 @@ def run_near_misses(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_held(settings: Settings, args: argparse.Namespace) -> int:
     """List config changes held because they would remove too many members."""
-    store = open_store(running_stack_settings(settings))
+    store = open_store(running_stack_settings(settings), read_only=True)
     try:
         with store.transaction() as tx:
             held = tx.held_configs()

@@ -9,9 +9,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from psycopg_pool import ConnectionPool
 from pydantic import SecretStr
 
-from infra.database import migrate, open_pool
+from infra.database import (
+    migrate,
+    migration_names,
+    open_pool,
+    pending_migrations,
+)
 from infra.embedded import EmbeddedEndpoints, EmbeddedStack
 from infra.settings import Settings
 from infra.store import Store
@@ -93,8 +99,13 @@ def embedded_stack(settings: Settings, data_dir: Path) -> Iterator[Settings]:
         stack.stop()
 
 
-def open_store(settings: Settings, *, apply_migrations: bool = True) -> Store:
-    """Open the store, applying the migrations not applied yet."""
+def open_store(settings: Settings, *, read_only: bool = False) -> Store:
+    """Open the store, applying the migrations not applied yet.
+
+    A command that only reads applies none: pointed at the wrong database, it
+    must not create mentorflow's tables there. It is refused instead when the
+    schema is missing or behind this version.
+    """
     url = settings.postgres.url
     if url is None:
         raise WorkerError("no database URL; set MENTORFLOW_POSTGRES_URL")
@@ -103,11 +114,35 @@ def open_store(settings: Settings, *, apply_migrations: bool = True) -> Store:
         max_size=settings.postgres.pool_size,
         timeout_s=settings.postgres.connect_timeout_s,
     )
-    if apply_migrations:
+    if read_only:
+        _require_schema(pool)
+    else:
         applied = migrate(pool)
         if applied:
             logger.info("applied migrations %s", ", ".join(applied))
     return Store(pool)
+
+
+def _require_schema(pool: ConnectionPool) -> None:
+    """Refuse a database whose schema lacks migrations of this version."""
+    try:
+        pending = pending_migrations(pool)
+    except BaseException:
+        pool.close()
+        raise
+    if not pending:
+        return
+    pool.close()
+    if len(pending) == len(migration_names()):
+        raise WorkerError(
+            "the database holds no mentorflow tables; check MENTORFLOW_POSTGRES_URL,"
+            " or start `mentorflow worker` once against it to create them"
+        )
+    raise WorkerError(
+        f"the database lacks this version's migrations from {pending[0]} on"
+        f" ({len(pending)} in all); start `mentorflow worker` of this version"
+        " once to apply them"
+    )
 
 
 def build_engine(settings: Settings, store: Store) -> Engine:

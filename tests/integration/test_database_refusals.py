@@ -1,12 +1,20 @@
-"""A database the server refuses is reported with the server's own reason."""
+"""Databases a command cannot use: refused by the server, or not mentorflow's."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
+import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from pydantic import SecretStr
 
-from infra.database import open_pool
+from infra.database import migration_names, open_pool
 from infra.errors import DatabaseUnavailableError
+from infra.settings import PostgresSettings, Settings
+from workers.errors import WorkerError
+from workers.runtime import open_store
 
 
 def test_an_unknown_database_is_named_in_the_refusal(postgres_server_url: str):
@@ -27,3 +35,56 @@ def test_a_closed_port_is_reported_as_refused(postgres_server_url: str):
 
     with pytest.raises(DatabaseUnavailableError, match="refused"):
         open_pool(make_conninfo("", **params), timeout_s=1)
+
+
+@pytest.fixture
+def empty_database(postgres_server_url: str) -> Iterator[str]:
+    """The URL of a database without mentorflow's tables."""
+    name = f"mentorflow_empty_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    yield make_conninfo(
+        "", **(conninfo_to_dict(postgres_server_url) | {"dbname": name})
+    )
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+def _settings(url: str) -> Settings:
+    return Settings(postgres=PostgresSettings(url=SecretStr(url)))
+
+
+def _tables(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def test_a_reading_command_refuses_a_database_without_the_schema_and_leaves_it(
+    empty_database: str,
+):
+    with pytest.raises(WorkerError, match="holds no mentorflow tables") as refused:
+        open_store(_settings(empty_database), read_only=True)
+
+    assert "MENTORFLOW_POSTGRES_URL" in str(refused.value)
+    assert _tables(empty_database) == []
+
+
+def test_a_reading_command_names_the_first_migration_a_database_lacks(
+    empty_database: str,
+):
+    open_store(_settings(empty_database)).close()
+    last = migration_names()[-1]
+    with psycopg.connect(empty_database) as conn:
+        conn.execute(
+            "DELETE FROM schema_migrations WHERE version = %s", (int(last[:3]),)
+        )
+
+    with pytest.raises(WorkerError, match=f"migrations from {last} on \\(1 in all\\)"):
+        open_store(_settings(empty_database), read_only=True)
+
+
+def test_a_reading_command_opens_a_migrated_database(database_url: str):
+    open_store(_settings(database_url), read_only=True).close()
