@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -38,7 +37,12 @@ from rules.explain import explain_person
 from schemas.errors import MentorflowError
 from schemas.export import export_json_schemas
 from schemas.segments import Role
-from workers.cli_admin import add_admin_commands, add_wait_option, publish_and_report
+from workers.cli_admin import (
+    add_admin_commands,
+    add_wait_option,
+    command_console,
+    publish_and_report,
+)
 from workers.config_file import load_config_file
 from workers.demo import DEFAULT_AS_OF, DemoInputs, DemoSummary, run_demo
 from workers.errors import WorkerError
@@ -57,9 +61,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# No markup: ids and HR values are printed as they are, and "[emea]" or "[/x]"
-# in one would be taken for a style, dropped, or fail the command.
-console = Console(markup=False)
+console = command_console()
 
 # `mentorflow lag --max-lag N` exits with this status past N, so that cron and
 # alerting can tell "behind" from "could not ask" (1).

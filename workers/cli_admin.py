@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -44,9 +46,22 @@ from workers.runtime import build_engine, open_store, running_stack_settings
 
 logger = logging.getLogger(__name__)
 
-# No markup: ids and HR values are printed as they are (see workers.cli). Piped
-# output is wrapped at 80 columns, so a long verdict spans several lines.
-console = Console(markup=False)
+# Piped into a file, a mail or another program, rich would wrap at 80 columns
+# and break a table's cells over several lines; COLUMNS still overrides this.
+PIPED_WIDTH = 200
+
+
+def command_console() -> Console:
+    """Return the console a command prints its answer to.
+
+    No markup: ids and HR values are printed as they are, and "[emea]" or
+    "[/x]" in one would be taken for a style, dropped, or fail the command.
+    """
+    piped = not sys.stdout.isatty() and not os.environ.get("COLUMNS")
+    return Console(markup=False, width=PIPED_WIDTH if piped else None)
+
+
+console = command_console()
 
 # How many person ids a table cell lists before it says how many more.
 SHOWN_PEOPLE = 8

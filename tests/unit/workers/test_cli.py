@@ -591,3 +591,16 @@ def test_one_shot_commands_show_kafka_pythons_lines_only_at_debug(
 )
 def test_counts_are_said_in_the_singular_only_for_one(count, said):
     assert cli.counted(count, "rule") == said
+
+
+def test_piped_output_gets_room_for_a_table_unless_columns_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # Under pytest, standard output is captured: a pipe, not a terminal.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert not sys.stdout.isatty()
+
+    assert cli_admin.command_console().width == cli_admin.PIPED_WIDTH
+
+    monkeypatch.setenv("COLUMNS", "120")
+    assert cli_admin.command_console().width == 120
