@@ -103,14 +103,12 @@ def pending_migrations(pool: ConnectionPool) -> list[str]:
 
 def migration_names() -> list[str]:
     """Return the names of this version's migrations, in the order they apply."""
-    return [name for name, _ in _migration_files()]
+    folder = resources.files("infra") / "migrations"
+    return sorted(
+        entry.name for entry in folder.iterdir() if _MIGRATION_NAME.match(entry.name)
+    )
 
 
 def _migration_files() -> list[tuple[str, str]]:
     folder = resources.files("infra") / "migrations"
-    found = [
-        (entry.name, entry.read_text())
-        for entry in folder.iterdir()
-        if _MIGRATION_NAME.match(entry.name)
-    ]
-    return sorted(found)
+    return [(name, (folder / name).read_text()) for name in migration_names()]

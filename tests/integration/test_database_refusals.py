@@ -13,13 +13,13 @@ from pydantic import SecretStr
 from infra.database import migration_names, open_pool
 from infra.errors import DatabaseUnavailableError
 from infra.settings import PostgresSettings, Settings
+from tests.fix_postgres import _admin, _with_database
 from workers.errors import WorkerError
 from workers.runtime import open_store
 
 
 def test_an_unknown_database_is_named_in_the_refusal(postgres_server_url: str):
-    params = conninfo_to_dict(postgres_server_url) | {"dbname": "mentorflow_absent"}
-    url = make_conninfo("", **params)
+    url = _with_database(postgres_server_url, "mentorflow_absent")
 
     with pytest.raises(DatabaseUnavailableError) as refused:
         open_pool(url, timeout_s=1)
@@ -41,13 +41,9 @@ def test_a_closed_port_is_reported_as_refused(postgres_server_url: str):
 def empty_database(postgres_server_url: str) -> Iterator[str]:
     """The URL of a database without mentorflow's tables."""
     name = f"mentorflow_empty_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
-    yield make_conninfo(
-        "", **(conninfo_to_dict(postgres_server_url) | {"dbname": name})
-    )
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+    _admin(postgres_server_url, f'CREATE DATABASE "{name}"')
+    yield _with_database(postgres_server_url, name)
+    _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _settings(url: str) -> Settings:
