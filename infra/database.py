@@ -51,7 +51,8 @@ def _refusal(url: str, timeout_s: float) -> str:
     """Why one more connection fails, as ": reason", or "" if it opens.
 
     The pool only logs its failed attempts, so an unknown database, a wrong
-    role or a refused port would all read as silence without this.
+    role or a refused port would all read as silence without this. Against a
+    server that accepts but never answers, it delays the error by 2 to 5 s.
     """
     try:
         # libpq takes whole seconds and treats less than 2 as 2.
