@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -84,6 +84,16 @@ class WorkerRun:
     cpu_us_per_event: dict[str, float]
     machine_busy_share: float
 
+
+# The worker set-ups the throughput part runs: a label, how many workers, and
+# whether a ``mentorflow relay`` process publishes instead of the workers.
+ONE = "1 worker"
+TWO = "2 workers"
+WORKER_SETUPS = (
+    (ONE, 1, False),
+    (TWO, 2, False),
+    ("1 worker + relay process", 1, True),
+)
 
 PARTS = ("throughput", "sweep", "incremental", "memory", "plots")
 RESULTS = ROOT / "bench" / "results"
@@ -193,10 +203,19 @@ def _throughput(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 args.repeat, lambda: total / _faust_seconds(kafka, total, "take", work)
             ),
         }
-        runs: dict[int, list[WorkerRun]] = {}
-        for workers in (1, 2):
-            runs[workers] = [
-                _worker_run(server, template, kafka, workers, total, work, broker.pid)
+        runs: dict[str, list[WorkerRun]] = {}
+        for label, workers, relay_process in WORKER_SETUPS:
+            runs[label] = [
+                _worker_run(
+                    server,
+                    template,
+                    kafka,
+                    workers,
+                    total,
+                    work,
+                    broker.pid,
+                    relay_process=relay_process,
+                )
                 for _ in range(args.worker_repeat)
             ]
         latencies = _latency_run(
@@ -261,7 +280,13 @@ def _kafka_settings(bootstrap: str, name: str) -> KafkaSettings:
     )
 
 
-def _settings(database_url: str, kafka: KafkaSettings, work: Path) -> Settings:
+def _settings(
+    database_url: str,
+    kafka: KafkaSettings,
+    work: Path,
+    *,
+    relay_in_worker: bool = True,
+) -> Settings:
     data_dir = work / uuid.uuid4().hex[:8]
     data_dir.mkdir()
     return Settings(
@@ -274,6 +299,7 @@ def _settings(database_url: str, kafka: KafkaSettings, work: Path) -> Settings:
             log_level="WARNING",
             # Nothing falls due in the bench; keep the calendar out of the way.
             calendar_interval_s=3600,
+            relay_in_worker=relay_in_worker,
         ),
     )
 
@@ -488,41 +514,62 @@ def _worker_run(
     total: int,
     work: Path,
     broker_pid: int,
+    *,
+    relay_process: bool = False,
 ) -> WorkerRun:
     """Run workers over the whole topic on a fresh copy of the configured database.
 
-    The CPU that the workers, the broker and PostgreSQL spend is read from the
-    first event processed to the outbox drained.
+    With relay_process, the workers publish nothing themselves and one
+    ``mentorflow relay`` process publishes the outbox. The CPU that the
+    workers, the relay, the broker and PostgreSQL spend is read from the first
+    event processed to the outbox drained.
     """
     template_name = conninfo_to_dict(template)["dbname"]
     with ExitStack() as run:
         url = run.enter_context(_database(server, str(template_name)))
         group = f"bench-worker-{uuid.uuid4().hex[:8]}"
         settings = _settings(
-            url, kafka.model_copy(update={"consumer_group": group}), work
+            url,
+            kafka.model_copy(update={"consumer_group": group}),
+            work,
+            relay_in_worker=not relay_process,
         )
         processes = [
             run.enter_context(worker_process(settings, work / f"worker-{n}.log"))
             for n in range(workers)
         ]
-        meter = CpuMeter(
-            {"workers": [p.pid for p in processes], "kafka broker": [broker_pid]}
-        )
+        relays = [
+            run.enter_context(worker_process(settings, work / "relay.log", "relay"))
+            for _ in range(relay_process)
+        ]
         try:
             with psycopg.connect(url, autocommit=True) as conn:
-                before = _wait_first(conn, processes)
+                watched = processes + relays
+                before = _wait_first(conn, watched)
+                # Read once a batch was applied: by then each worker has
+                # started the child process that applies its batches.
+                meter = CpuMeter(
+                    {
+                        "workers": _with_children(p.pid for p in processes),
+                        "relay process": [p.pid for p in relays],
+                        "kafka broker": [broker_pid],
+                    }
+                )
                 meter.start(time.monotonic())
-                first, processed_at = _wait(conn, total, "processed", processes)
-                _, published_at = _wait(conn, total, "published", processes)
+                first, processed_at = _wait(conn, total, "processed", watched)
+                _, published_at = _wait(conn, total, "published", watched)
                 cpu = meter.stop(time.monotonic())
                 row = conn.execute(
                     "SELECT count(*) FROM audit_log WHERE kind LIKE 'membership.%%'"
                 ).fetchone()
         except RuntimeError as error:
-            logs = (work / f"worker-{n}.log" for n in range(workers))
+            logs = [work / f"worker-{n}.log" for n in range(workers)]
+            logs += [work / "relay.log"] if relay_process else []
             tails = "\n".join(path.read_text()[-3000:] for path in logs)
             raise RuntimeError(f"{error}; worker logs end with:\n{tails}") from None
-        peak_rss_mib = max(_peak_rss_mib(p.pid) for p in processes)
+        peak_rss_mib = max(
+            sum(map(_peak_rss_mib, _with_children([p.pid]))) for p in processes
+        )
     return WorkerRun(
         processed_per_s=total / (processed_at - first).total_seconds(),
         published_per_s=total / (published_at - first).total_seconds(),
@@ -572,6 +619,15 @@ def _wait(
             raise RuntimeError("a worker exited during the bench")
         time.sleep(0.05)
     raise TimeoutError(f"workers did not finish: {until}")
+
+
+def _with_children(pids: Iterable[int]) -> list[int]:
+    """Return these processes and all their children."""
+    found = []
+    for pid in pids:
+        found.append(pid)
+        found.extend(child.pid for child in psutil.Process(pid).children(True))
+    return found
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -688,14 +744,14 @@ def _results(
     args: argparse.Namespace,
     total: int,
     ceilings: dict[str, float],
-    runs: dict[int, list[WorkerRun]],
+    runs: dict[str, list[WorkerRun]],
     latencies: list[float],
 ) -> dict[str, Any]:
     def median(values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
 
     workers = {
-        str(n): {
+        label: {
             "processed_per_s": median([r.processed_per_s for r in rs]),
             "published_per_s": median([r.published_per_s for r in rs]),
             "peak_rss_mib": max(r.peak_rss_mib for r in rs),
@@ -707,7 +763,7 @@ def _results(
             "machine_busy_share": median([r.machine_busy_share for r in rs]),
             "runs": len(rs),
         }
-        for n, rs in runs.items()
+        for label, rs in runs.items()
     }
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else []
     return {
@@ -730,7 +786,7 @@ def _results(
 
 
 def _print(console: Console, results: dict[str, Any]) -> None:
-    one = results["workers"]["1"]["processed_per_s"]
+    one = results["workers"][ONE]["processed_per_s"]
     table = Table(
         title=f"throughput: {results['events']} person events, {results['persons']}"
         f" persons, {results['rules']} rules, {results['partitions']} partitions"
@@ -740,22 +796,22 @@ def _print(console: Console, results: dict[str, Any]) -> None:
     table.add_column("worker / this", justify="right")
     for name, per_s in results["ceilings_per_s"].items():
         table.add_row(f"ceiling: {name}", f"{per_s:,.0f}", f"{one / per_s:.2f}")
-    for n, run in results["workers"].items():
+    for label, run in results["workers"].items():
         table.add_row(
-            f"mentorflow, {n} worker(s), processed",
+            f"mentorflow, {label}, processed",
             f"{run['processed_per_s']:,.0f}",
             "",
         )
         table.add_row(
-            f"mentorflow, {n} worker(s), published",
+            f"mentorflow, {label}, published",
             f"{run['published_per_s']:,.0f}",
             "",
         )
-    two = results["workers"]["2"]["processed_per_s"]
+    two = results["workers"][TWO]["processed_per_s"]
     table.add_row("two workers / one", "", f"{two / one:.2f}")
     console.print(table)
     console.print(
-        f"membership events published: {results['workers']['1']['membership_events']:,}"
+        f"membership events published: {results['workers'][ONE]['membership_events']:,}"
         f" for {results['events']:,} person events"
     )
 
@@ -771,7 +827,7 @@ def _print(console: Console, results: dict[str, Any]) -> None:
         str(latency["measured"]),
         f"{latency['p50_ms']:.0f}" if latency["p50_ms"] is not None else "-",
         f"{latency['p99_ms']:.0f}" if latency["p99_ms"] is not None else "-",
-        f"{results['workers']['1']['peak_rss_mib']:.0f}",
+        f"{results['workers'][ONE]['peak_rss_mib']:.0f}",
     )
     console.print(table)
 
@@ -785,8 +841,8 @@ def _print_cpu(console: Console, results: dict[str, Any]) -> None:
         f" at {THROUGHPUT_GOAL_PER_S:,}/s the {cores} cores allow {budget_us:.0f} µs"
     )
     table.add_column("part")
-    for n in results["workers"]:
-        table.add_column(f"{n} worker(s), µs", justify="right")
+    for label in results["workers"]:
+        table.add_column(f"{label}, µs", justify="right")
     runs = list(results["workers"].values())
     for part in runs[0]["cpu_us_per_event"]:
         table.add_row(part, *(f"{run['cpu_us_per_event'][part]:.0f}" for run in runs))

@@ -55,6 +55,11 @@ def describe_failure(error: BaseException) -> str:
     return f"{type(error).__name__} at {Path(last.filename).name}:{last.lineno}"
 
 
+def current_log_fields() -> dict[str, Any]:
+    """Return the fields log_context attached to the records logged here."""
+    return dict(_event_context.get() or {})
+
+
 @contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Attach fields to every record logged in the block, threads it starts included.

@@ -306,6 +306,10 @@ class WorkerSettings(BaseSettings):
     # waiting at most batch_window_s for a batch to fill; 1 turns batching off.
     batch_size: int = Field(default=500, ge=1, le=10_000)
     batch_window_s: float = Field(default=0.05, gt=0, le=10)
+    # Batches apply in a child process, so that the engine and faust's
+    # consumer loop do not take turns on one interpreter lock; false applies
+    # them in threads of the worker process.
+    engine_process: bool = True
 
     @field_validator("web_host")
     @classmethod

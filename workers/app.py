@@ -25,6 +25,7 @@ from infra.store import SourcePosition
 from schemas.errors import MentorflowError
 from workers.batch import BatchTurn, PersonRecord
 from workers.engine import Engine, Outcome
+from workers.engine_process import EngineProcess, EngineProcessLostError
 from workers.errors import AgentFailedError, PredecessorFailedError
 from workers.health import Health
 from workers.metrics import (
@@ -61,6 +62,8 @@ class Wiring:
     health: Health
     metrics: WorkerMetrics
     lag_reader: LagReader | None = None
+    # Applies person batches in a child process; None applies them in threads.
+    engine_process: EngineProcess | None = None
     outbox_written: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -70,10 +73,12 @@ def build_app(
     relay: OutboxRelay,
     metrics: WorkerMetrics | None = None,
     lag_reader: LagReader | None = None,
+    engine_process: EngineProcess | None = None,
 ) -> faust.App:
     """Return the faust app wired to the engine, the relay and the metrics.
 
-    Without a lag reader, the lag gauges stay empty.
+    Without a lag reader, the lag gauges stay empty. With an engine process,
+    person batches apply in it; the engine handles everything else.
     """
     kafka = settings.kafka
     worker = settings.worker
@@ -106,7 +111,13 @@ def build_app(
         + settings.postgres.connect_timeout_s,
     )
     wiring = Wiring(
-        settings, engine, relay, health, metrics or WorkerMetrics(), lag_reader
+        settings,
+        engine,
+        relay,
+        health,
+        metrics or WorkerMetrics(),
+        lag_reader,
+        engine_process,
     )
     # A broker slow to acknowledge is probably away: say so while the relay
     # waits, not only once it gives up.
@@ -308,10 +319,11 @@ async def _consume_batches(wiring: Wiring, stream: Any, crash: Crash) -> None:
     transaction. noack_take() yields the same batches (as events) and leaves
     acknowledging to us: only after the batch's transaction committed.
 
-    Up to BATCHES_IN_FLIGHT batches run at once, each in a thread: the events
-    of persons that no earlier running batch names run at once, the others
-    once those batches committed (see BatchTurn). Batches are acknowledged in
-    the order they were taken.
+    Up to BATCHES_IN_FLIGHT batches run at once. In threads, the events of
+    persons that no earlier running batch names run at once, the others once
+    those batches committed (see BatchTurn); in the engine's child process,
+    one after the other while the next batch is taken (see EngineProcess).
+    Batches are acknowledged in the order they were taken.
     """
     health = wiring.health
     worker = wiring.settings.worker
@@ -447,13 +459,12 @@ async def _handle_batch(
     after = tuple(batch.turn for batch in earlier)
     failures = 0
     while True:
-        handle = functools.partial(
-            engine.handle_person_batch, records, after=after, turn=turn
-        )
         try:
-            outcomes = await asyncio.to_thread(handle)
+            outcomes = await _apply_batch(wiring, records, after, turn)
         except PredecessorFailedError:
             pass
+        except EngineProcessLostError:
+            raise
         except MentorflowError as error:
             if not error.retriable:
                 break
@@ -501,6 +512,25 @@ async def _handle_batch(
             )
         outcomes.append(outcome)
     return outcomes
+
+
+async def _apply_batch(
+    wiring: Wiring,
+    records: list[PersonRecord],
+    after: Sequence[BatchTurn],
+    turn: BatchTurn | None,
+) -> list[Outcome]:
+    """Apply a batch in the engine's child process, or in a thread beside others.
+
+    The child runs batches in the order given, so a batch there needs only
+    to know whether it runs alone: no batch before it still running.
+    """
+    if wiring.engine_process is not None:
+        return await wiring.engine_process.handle_batch(records, alone=not after)
+    handle = functools.partial(
+        wiring.engine.handle_person_batch, records, after=after, turn=turn
+    )
+    return await asyncio.to_thread(handle)
 
 
 async def _all_done(batches: Sequence[_InFlight]) -> None:

@@ -197,6 +197,7 @@ def _run_worker(settings: Settings) -> int:
     import faust
 
     from workers.app import build_app
+    from workers.engine_process import EngineProcess
     from workers.metrics import WorkerMetrics
 
     # faust creates its folder in the data folder, but not the data folder:
@@ -222,7 +223,13 @@ def _run_worker(settings: Settings) -> int:
         on_published=metrics.record_published,
     )
     lag_reader = LagReader.for_worker(settings.kafka)
-    app = build_app(settings, engine, relay, metrics, lag_reader)
+    worker_settings = settings.worker
+    engine_process = (
+        EngineProcess(settings)
+        if worker_settings.engine_process and worker_settings.batch_size > 1
+        else None
+    )
+    app = build_app(settings, engine, relay, metrics, lag_reader, engine_process)
     worker = faust.Worker(
         app,
         loglevel=settings.worker.log_level,
@@ -237,6 +244,8 @@ def _run_worker(settings: Settings) -> int:
     except SystemExit as done:
         return int(done.code or 0)
     finally:
+        if engine_process is not None:
+            engine_process.close()
         lag_reader.close()
         publisher.close()
         store.close()

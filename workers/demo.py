@@ -115,13 +115,13 @@ def run_demo(
 
 @contextmanager
 def worker_process(
-    settings: Settings, log_path: Path
+    settings: Settings, log_path: Path, command: str = "worker"
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``mentorflow worker`` as a child process for the block."""
+    """Run ``mentorflow worker`` (or another long-running command) for the block."""
     environment = {**_inherited_environment(), **settings_environment(settings)}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker"],
+            [sys.executable, "-m", "workers.cli", command],
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,134 @@
+"""Applying person batches in a child process, beside the faust consumer.
+
+A worker process runs on one interpreter lock, and faust's consumer loop and
+the engine's evaluation each need most of it: in one process they take turns.
+With the engine in a child process, the worker takes, decodes and
+acknowledges the next batch while the child applies the one before.
+
+The child applies batches one after the other, in the order they were handed
+over, so the events of each person apply in their Kafka order. When a batch
+fails, the batches handed over after it are refused (PredecessorFailedError)
+until a batch is handed over to run alone: the caller retries the failed batch
+alone, or handles it a record at a time itself, before the later ones run
+again, each alone too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.config
+import multiprocessing
+import signal
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from infra.logging import (
+    current_log_fields,
+    describe_failure,
+    log_context,
+    logging_config,
+)
+from infra.settings import Settings
+from schemas.errors import MentorflowError
+from workers.batch import PersonRecord
+from workers.engine import Engine, Outcome
+from workers.errors import PredecessorFailedError, WorkerError
+from workers.runtime import build_engine, open_store
+
+logger = logging.getLogger(__name__)
+
+
+class EngineProcessLostError(WorkerError):
+    """The child process that applies batches died; the worker must stop."""
+
+
+class EngineProcess:
+    """Hands batches of person records to Engine.handle_person_batch in a child.
+
+    The child opens its own connections, on first use, with the worker's
+    settings; the worker applied the migrations already.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        # Spawned, not forked: the worker already runs threads (the
+        # publisher's loop, the kafka clients), which a fork would copy stopped.
+        self._pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_child,
+            initargs=(settings,),
+        )
+
+    async def handle_batch(
+        self, records: Sequence[PersonRecord], *, alone: bool
+    ) -> list[Outcome]:
+        """Apply a batch in the child, after every batch handed over before it.
+
+        ``alone`` says that every batch handed over before this one is done
+        with, retries included: only such a batch runs after one that failed.
+        The child's log lines carry the caller's log context. Raises what the
+        engine raised, MentorflowErrors as they are and anything else as a
+        RuntimeError holding its description, or EngineProcessLostError.
+        """
+        future = self._pool.submit(
+            _handle_batch, list(records), alone, current_log_fields()
+        )
+        try:
+            return await asyncio.wrap_future(future)
+        except BrokenProcessPool:
+            raise EngineProcessLostError(
+                "the engine's child process died; see its last log lines"
+            ) from None
+
+    def close(self) -> None:
+        """Let the batch being applied finish, drop the others, stop the child."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- in the child ------------------------------------------------------------------
+
+_settings: Settings | None = None
+_engine: Engine | None = None
+# A batch failed, and no batch has run alone since.
+_blocked = False
+
+
+def _start_child(settings: Settings) -> None:
+    global _settings
+    _settings = settings
+    logging.config.dictConfig(
+        logging_config(settings.worker.log_level, settings.worker.log_format)
+    )
+    # Ctrl-C reaches the whole process group: the worker stops the child
+    # itself, after the batch it is applying.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _handle_batch(
+    records: list[PersonRecord], alone: bool, log_fields: dict[str, Any]
+) -> list[Outcome]:
+    global _blocked
+    if _blocked and not alone:
+        raise PredecessorFailedError("an earlier batch failed; this one must wait")
+    _blocked = True
+    with log_context(**log_fields):
+        try:
+            outcomes = _child_engine().handle_person_batch(records)
+        except MentorflowError:
+            raise
+        except Exception as error:
+            # The worker gets the description: not every exception pickles.
+            raise RuntimeError(describe_failure(error)) from None
+    _blocked = False
+    return outcomes
+
+
+def _child_engine() -> Engine:
+    global _engine
+    if _engine is None:
+        assert _settings is not None, "the child was started without settings"
+        _engine = build_engine(_settings, open_store(_settings, read_only=True))
+    return _engine
