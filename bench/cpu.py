@@ -47,9 +47,11 @@ class CpuMeter:
     """Reads the CPU time of named processes and of the machine around a stretch.
 
     ``parts`` maps a part's name to the pids of its processes, which must live
-    until the stretch ends. Every other PostgreSQL server process of the
-    machine counts as ``postgres``: a backend that exits during the stretch
-    takes what it spent with it, so keep connections open while measuring.
+    until the stretch ends; their children count with them, those that started
+    during the stretch included (a worker starts the process that applies its
+    batches). Every other PostgreSQL server process of the machine counts as
+    ``postgres``: a backend or a child that exits during the stretch takes what
+    it spent with it, so keep connections open while measuring.
     """
 
     def __init__(self, parts: dict[str, Iterable[int]]) -> None:
@@ -71,7 +73,8 @@ class CpuMeter:
             pid: reading.seconds - before.get(pid, _Reading(reading.name, 0.0)).seconds
             for pid, reading in after.items()
         }
-        named = {pid for pids in self.parts.values() for pid in pids}
+        members = {part: with_children(pids) for part, pids in self.parts.items()}
+        named = {pid for pids in members.values() for pid in pids}
         postgres = [
             pid
             for pid, reading in after.items()
@@ -79,7 +82,7 @@ class CpuMeter:
         ]
         by_part = {
             part: sum(spent.get(pid, 0.0) for pid in pids)
-            for part, pids in {**self.parts, POSTGRES_NAME: postgres}.items()
+            for part, pids in {**members, POSTGRES_NAME: postgres}.items()
         }
         return CpuShare(
             seconds=at - started_at,
@@ -97,6 +100,18 @@ class CpuMeter:
                     process.info["name"], times.user + times.system
                 )
         return readings
+
+
+def with_children(pids: Iterable[int]) -> list[int]:
+    """Return these processes and all their living children."""
+    found = []
+    for pid in pids:
+        found.append(pid)
+        try:
+            found.extend(child.pid for child in psutil.Process(pid).children(True))
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 class _Reading(NamedTuple):

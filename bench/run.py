@@ -29,12 +29,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 import psycopg
@@ -45,7 +45,7 @@ from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
-from bench.cpu import CpuMeter
+from bench.cpu import CpuMeter, with_children
 from infra.database import migrate, open_pool
 from infra.kafka import client_options, ensure_topics, make_producer
 from infra.kafka_broker import ApacheKafkaBroker
@@ -85,14 +85,24 @@ class WorkerRun:
     machine_busy_share: float
 
 
-# The worker set-ups the throughput part runs: a label, how many workers, and
-# whether a ``mentorflow relay`` process publishes instead of the workers.
+class WorkerSetup(NamedTuple):
+    """One way of running workers that the throughput part measures."""
+
+    label: str
+    workers: int
+    # A ``mentorflow relay`` process publishes instead of the workers.
+    relay_process: bool = False
+    # Batches apply in each worker's child process, not in its threads.
+    engine_process: bool = True
+
+
 ONE = "1 worker"
 TWO = "2 workers"
 WORKER_SETUPS = (
-    (ONE, 1, False),
-    (TWO, 2, False),
-    ("1 worker + relay process", 1, True),
+    WorkerSetup(ONE, 1),
+    WorkerSetup(TWO, 2),
+    WorkerSetup("1 worker + relay process", 1, relay_process=True),
+    WorkerSetup("1 worker, batches in threads", 1, engine_process=False),
 )
 
 PARTS = ("throughput", "sweep", "incremental", "memory", "plots")
@@ -204,18 +214,9 @@ def _throughput(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             ),
         }
         runs: dict[str, list[WorkerRun]] = {}
-        for label, workers, relay_process in WORKER_SETUPS:
-            runs[label] = [
-                _worker_run(
-                    server,
-                    template,
-                    kafka,
-                    workers,
-                    total,
-                    work,
-                    broker.pid,
-                    relay_process=relay_process,
-                )
+        for setup in WORKER_SETUPS:
+            runs[setup.label] = [
+                _worker_run(server, template, kafka, setup, total, work, broker.pid)
                 for _ in range(args.worker_repeat)
             ]
         latencies = _latency_run(
@@ -286,6 +287,7 @@ def _settings(
     work: Path,
     *,
     relay_in_worker: bool = True,
+    engine_process: bool = True,
 ) -> Settings:
     data_dir = work / uuid.uuid4().hex[:8]
     data_dir.mkdir()
@@ -300,6 +302,7 @@ def _settings(
             # Nothing falls due in the bench; keep the calendar out of the way.
             calendar_interval_s=3600,
             relay_in_worker=relay_in_worker,
+            engine_process=engine_process,
         ),
     )
 
@@ -510,19 +513,16 @@ def _worker_run(
     server: str,
     template: str,
     kafka: KafkaSettings,
-    workers: int,
+    setup: WorkerSetup,
     total: int,
     work: Path,
     broker_pid: int,
-    *,
-    relay_process: bool = False,
 ) -> WorkerRun:
     """Run workers over the whole topic on a fresh copy of the configured database.
 
-    With relay_process, the workers publish nothing themselves and one
-    ``mentorflow relay`` process publishes the outbox. The CPU that the
-    workers, the relay, the broker and PostgreSQL spend is read from the first
-    event processed to the outbox drained.
+    The CPU that the workers (with their child processes), the relay process
+    if any, the broker and PostgreSQL spend is read from the first event
+    processed to the outbox drained.
     """
     template_name = conninfo_to_dict(template)["dbname"]
     with ExitStack() as run:
@@ -532,25 +532,24 @@ def _worker_run(
             url,
             kafka.model_copy(update={"consumer_group": group}),
             work,
-            relay_in_worker=not relay_process,
+            relay_in_worker=not setup.relay_process,
+            engine_process=setup.engine_process,
         )
         processes = [
             run.enter_context(worker_process(settings, work / f"worker-{n}.log"))
-            for n in range(workers)
+            for n in range(setup.workers)
         ]
         relays = [
             run.enter_context(worker_process(settings, work / "relay.log", "relay"))
-            for _ in range(relay_process)
+            for _ in range(setup.relay_process)
         ]
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 watched = processes + relays
                 before = _wait_first(conn, watched)
-                # Read once a batch was applied: by then each worker has
-                # started the child process that applies its batches.
                 meter = CpuMeter(
                     {
-                        "workers": _with_children(p.pid for p in processes),
+                        "workers": [p.pid for p in processes],
                         "relay process": [p.pid for p in relays],
                         "kafka broker": [broker_pid],
                     }
@@ -563,13 +562,11 @@ def _worker_run(
                     "SELECT count(*) FROM audit_log WHERE kind LIKE 'membership.%%'"
                 ).fetchone()
         except RuntimeError as error:
-            logs = [work / f"worker-{n}.log" for n in range(workers)]
-            logs += [work / "relay.log"] if relay_process else []
+            logs = [work / f"worker-{n}.log" for n in range(setup.workers)]
+            logs += [work / "relay.log"] if setup.relay_process else []
             tails = "\n".join(path.read_text()[-3000:] for path in logs)
             raise RuntimeError(f"{error}; worker logs end with:\n{tails}") from None
-        peak_rss_mib = max(
-            sum(map(_peak_rss_mib, _with_children([p.pid]))) for p in processes
-        )
+        peak_rss_mib = max(map(_peak_rss_mib, processes))
     return WorkerRun(
         processed_per_s=total / (processed_at - first).total_seconds(),
         published_per_s=total / (published_at - first).total_seconds(),
@@ -621,16 +618,15 @@ def _wait(
     raise TimeoutError(f"workers did not finish: {until}")
 
 
-def _with_children(pids: Iterable[int]) -> list[int]:
-    """Return these processes and all their children."""
-    found = []
-    for pid in pids:
-        found.append(pid)
-        found.extend(child.pid for child in psutil.Process(pid).children(True))
-    return found
+def _peak_rss_mib(process: subprocess.Popen[bytes]) -> float:
+    """The peak RSS of a worker with the child that applies its batches, in MiB.
+
+    The sum of each process's own peak: at least what they held at any one time.
+    """
+    return sum(map(_process_peak_rss_mib, with_children([process.pid])))
 
 
-def _peak_rss_mib(pid: int) -> float:
+def _process_peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024

@@ -21,6 +21,7 @@ import psycopg
 from rich.console import Console
 
 from bench import population
+from bench.cpu import with_children
 from bench.run import (
     T0,
     TODAY,
@@ -309,12 +310,14 @@ def incremental_part(
 
 
 def _vm(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM of a process, in MiB."""
-    found: dict[str, float] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            found[name] = int(value.split()[0]) / 1024
+    """VmRSS and VmHWM of a worker with its child processes, in MiB."""
+    found = {"VmRSS": 0.0, "VmHWM": 0.0}
+    for member in with_children([pid]):
+        status = Path(f"/proc/{member}/status").read_text()
+        for line in status.splitlines():
+            name, _, value = line.partition(":")
+            if name in found:
+                found[name] += int(value.split()[0]) / 1024
     return found
 
 
@@ -370,7 +373,7 @@ def _memory_at(
                 time.sleep(0.2)
         seconds = time.monotonic() - started
         final = _vm(worker.pid)
-        hwm = _peak_rss_mib(worker.pid)
+        hwm = _peak_rss_mib(worker)
     result = {
         "persons": count,
         "events": events,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal, Self
@@ -45,16 +44,34 @@ def is_accepted_before(info: ValidationInfo) -> bool:
 STORABLE_TEXT = "storable_text"
 
 # What in a JSON text can decode to a NUL or to a number that is not finite: a
-# \u0000 escape, the NaN and Infinity literals, a three-digit exponent, a run
-# of 300 digits. Any match sends the values to be walked one by one.
-_MAYBE_UNSTORABLE = re.compile(
-    rb"\\u0000|NaN|Infinity|[0-9.][eE][+-]?[0-9]{3}|[0-9]{300}"
+# \u0000 escape, the NaN and Infinity literals, a three-digit exponent after a
+# digit or a point, a run of 300 digits. Any of them sends the values to be
+# walked one by one. Numbers are looked for with their digits read as 0 and E
+# as e: a few substring tests cost half of one regular expression over every
+# digit of the text, and every person event passes here.
+_LITERALS = (b"\\u0000", b"NaN", b"Infinity")
+_NUMBER_SHAPE = bytes.maketrans(b"123456789E", b"000000000e")
+_NUMBER_SHAPES = (
+    b"0e000",
+    b"0e+000",
+    b"0e-000",
+    b".e000",
+    b".e+000",
+    b".e-000",
+    b"0" * 300,
 )
 
 
 def holds_no_unstorable_value(raw: bytes) -> bool:
     """Whether a JSON text surely decodes to no NUL and no infinite or NaN number."""
-    return _MAYBE_UNSTORABLE.search(raw) is None
+    for literal in _LITERALS:
+        if literal in raw:
+            return False
+    shaped = raw.translate(_NUMBER_SHAPE)
+    for shape in _NUMBER_SHAPES:  # noqa: SIM110
+        if shape in shaped:
+            return False
+    return True
 
 
 class FrozenModel(BaseModel):

@@ -70,6 +70,19 @@ def store(database_url: str) -> Iterator[Store]:
     store.close()
 
 
+@pytest.fixture
+def other_store(postgres_server_url: str, template_database: str) -> Iterator[Store]:
+    """A second fresh database, for a test that compares two paths side by side."""
+    name = f"mentorflow_test_{uuid.uuid4().hex[:12]}"
+    _admin(
+        postgres_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'
+    )
+    store = Store(open_pool(_with_database(postgres_server_url, name)))
+    yield store
+    store.close()
+    _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def _admin(server_url: str, statement: str) -> None:
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(statement.encode())

@@ -19,7 +19,10 @@ import asyncio
 import logging
 import logging.config
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -105,6 +108,26 @@ def _start_child(settings: Settings) -> None:
     # Ctrl-C reaches the whole process group: the worker stops the child
     # itself, after the batch it is applying.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(
+        target=_exit_with, args=(os.getppid(),), name="orphan-watch", daemon=True
+    ).start()
+
+
+def _exit_with(worker_pid: int) -> None:
+    """Exit once the worker is gone, which a killed worker never says.
+
+    The child holds its end of the task queue open itself, so it would wait
+    for tasks forever. Exiting mid-batch loses nothing: the transaction rolls
+    back, and the batch's offsets were never committed.
+    """
+    while os.getppid() == worker_pid:
+        time.sleep(ORPHAN_CHECK_S)
+    logger.warning("the worker process is gone; the engine process exits")
+    os._exit(1)
+
+
+# How often the child looks whether the worker is still there.
+ORPHAN_CHECK_S = 1.0
 
 
 def _handle_batch(

@@ -8,7 +8,6 @@ import itertools
 import json
 import logging
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -19,7 +18,6 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from infra import bulk
-from infra.database import open_pool
 from infra.settings import KafkaSettings, Settings
 from infra.store import SourcePosition, Store
 from rules.person_state import PersonState, PersonStatus
@@ -27,7 +25,6 @@ from rules.search import search_document
 from schemas.common import EventBase, new_event_id
 from schemas.config import CONFIG_KEY
 from schemas.person import PersonHired, PersonUpdated
-from tests.fix_postgres import _admin, _with_database
 from tests.fix_worker import TEST_TODAY
 from tests.integration.workload import CONFIG, T0, generate_events, oracle
 from workers import app as worker_app
@@ -117,19 +114,6 @@ def outbox_by_person(store: Store) -> dict[str, list[str]]:
 def chunks(items: Sequence[PersonRecord], size: int) -> Iterator[list[PersonRecord]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
-
-
-@pytest.fixture
-def other_store(postgres_server_url: str, template_database: str) -> Iterator[Store]:
-    """A second fresh database, to run the per-record path beside the batch one."""
-    name = f"mentorflow_test_{uuid.uuid4().hex[:12]}"
-    _admin(
-        postgres_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'
-    )
-    store = Store(open_pool(_with_database(postgres_server_url, name)))
-    yield store
-    store.close()
-    _admin(postgres_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_batches_leave_what_the_per_record_path_leaves_on_the_workload(

@@ -36,6 +36,37 @@ def test_meter_charges_a_busy_process_to_its_part():
     assert 0.0 < share.busy_share <= 1.0
 
 
+def test_meter_charges_a_child_started_during_the_stretch_to_its_parent_s_part():
+    # The parent sleeps, then starts the spinner, as a worker starts its child.
+    parent_script = (
+        "import subprocess, sys, time\n"
+        "time.sleep(0.5)\n"
+        f"subprocess.run([sys.executable, '-c', {SPIN!r}])"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_script])
+    try:
+        meter = CpuMeter({"worker": [parent.pid]})
+        meter.start(time.monotonic())
+        spinner = _wait_for_child(parent.pid)
+        _wait_until_spun(spinner)
+        share = meter.stop(time.monotonic())
+    finally:
+        for process in psutil.Process(parent.pid).children(recursive=True):
+            process.kill()
+        parent.kill()
+        parent.wait()
+
+    assert share.by_part["worker"] >= 0.35
+
+
+def _wait_for_child(pid: int) -> int:
+    deadline = time.monotonic() + 30
+    while not (children := psutil.Process(pid).children()):
+        assert time.monotonic() < deadline, "the parent started no child"
+        time.sleep(0.05)
+    return children[0].pid
+
+
 def _wait_until_spun(pid: int) -> None:
     # On a busy machine the spinning takes longer than its CPU time.
     deadline = time.monotonic() + 30

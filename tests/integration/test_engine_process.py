@@ -1,0 +1,160 @@
+"""Person batches applied in the engine's child process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+import psutil
+import pytest
+from pydantic import SecretStr
+
+from infra.settings import PostgresSettings, Settings, WorkerSettings
+from infra.store import Store
+from tests.fix_worker import TEST_TODAY
+from tests.integration.test_batches import (
+    build_engine,
+    chunks,
+    configure,
+    hire,
+    record,
+    snapshot,
+)
+from tests.integration.workload import generate_events
+from workers.engine_process import EngineProcess, EngineProcessLostError
+from workers.errors import PredecessorFailedError
+
+
+def child_settings(database_url: str) -> Settings:
+    return Settings(
+        PostgresSettings(url=SecretStr(database_url)),
+        worker=WorkerSettings(as_of=TEST_TODAY, log_level="WARNING"),
+    )
+
+
+@pytest.fixture
+def engine_process(database_url: str) -> Iterator[EngineProcess]:
+    engine_process = EngineProcess(child_settings(database_url))
+    yield engine_process
+    engine_process.close()
+
+
+def child_pids() -> list[int]:
+    """The pids of the children that apply batches (not multiprocessing's tracker)."""
+    return [
+        child.pid
+        for child in psutil.Process().children()
+        if "spawn_main" in " ".join(child.cmdline())
+    ]
+
+
+def test_the_child_leaves_what_the_engine_in_process_leaves(
+    store: Store, other_store: Store, engine_process: EngineProcess
+) -> None:
+    events = generate_events(seed=5)
+    records = [record(event, event.person_id) for event in events]
+    configure(build_engine(store))
+    in_process = build_engine(other_store)
+    configure(in_process)
+
+    async def in_child() -> list[str]:
+        kinds = []
+        for chunk in chunks(records, 211):
+            outcomes = await engine_process.handle_batch(chunk, alone=False)
+            kinds += [outcome.kind for outcome in outcomes]
+        return kinds
+
+    child_kinds = asyncio.run(in_child())
+    own_kinds = [
+        outcome.kind
+        for chunk in chunks(records, 211)
+        for outcome in in_process.handle_person_batch(chunk)
+    ]
+
+    assert child_kinds == own_kinds
+    assert {"applied", "stale", "duplicate"} <= set(child_kinds)
+    assert snapshot(store) == snapshot(other_store)
+
+
+def test_after_a_failed_batch_only_a_batch_run_alone_is_taken(
+    store: Store, engine_process: EngineProcess
+) -> None:
+    configure(build_engine(store))
+    broken = [cast(Any, ("not a record",))]
+
+    async def scenario() -> list[str]:
+        with pytest.raises(RuntimeError, match="ValueError"):
+            await engine_process.handle_batch(broken, alone=True)
+        with pytest.raises(PredecessorFailedError):
+            await engine_process.handle_batch([record(hire("p1"))], alone=False)
+        alone = await engine_process.handle_batch([record(hire("p1"))], alone=True)
+        after = await engine_process.handle_batch([record(hire("p2"))], alone=False)
+        return [outcome.kind for outcome in alone + after]
+
+    assert asyncio.run(scenario()) == ["applied", "applied"]
+    assert [row[0] for row in snapshot(store)["persons"]] == ["p1", "p2"]
+
+
+def test_a_child_that_died_stops_the_batches(
+    store: Store, engine_process: EngineProcess
+) -> None:
+    configure(build_engine(store))
+
+    async def scenario() -> None:
+        await engine_process.handle_batch([record(hire("p1"))], alone=True)
+        [pid] = child_pids()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(EngineProcessLostError, match="child process died"):
+            await engine_process.handle_batch([record(hire("p2"))], alone=True)
+
+    asyncio.run(scenario())
+
+
+def test_the_child_exits_when_the_worker_is_killed(
+    store: Store, database_url: str
+) -> None:
+    configure(build_engine(store))
+    # A worker of its own, to be killed without a chance to stop its child.
+    script = textwrap.dedent(
+        f"""
+        import asyncio, time
+        import psutil
+        from tests.integration.test_engine_process import child_settings
+        from tests.integration.test_batches import hire, record
+        from workers.engine_process import EngineProcess
+
+        engine_process = EngineProcess(child_settings({database_url!r}))
+        asyncio.run(engine_process.handle_batch([record(hire("p1"))], alone=True))
+        print(*(c.pid for c in psutil.Process().children()), flush=True)
+        time.sleep(120)
+        """
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as worker:
+        assert worker.stdout is not None
+        pids = worker.stdout.readline().split()
+        children = [psutil.Process(int(pid)) for pid in pids]
+        worker.kill()
+    assert children, "the worker started no child"
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(map(is_alive, children)):
+        time.sleep(0.2)
+    left = [child for child in children if is_alive(child)]
+    assert not left, f"left running after the worker was killed: {left}"
+
+
+def is_alive(process: psutil.Process) -> bool:
+    # A child whose parent was killed may stay a zombie where nothing reaps it.
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
