@@ -47,15 +47,22 @@ class CpuMeter:
     """Reads the CPU time of named processes and of the machine around a stretch.
 
     ``parts`` maps a part's name to the pids of its processes, which must live
-    until the stretch ends; their children count with them, those that started
+    until the stretch ends. Their children count with them, those started
     during the stretch included (a worker starts the process that applies its
-    batches). Every other PostgreSQL server process of the machine counts as
-    ``postgres``: a backend or a child that exits during the stretch takes what
-    it spent with it, so keep connections open while measuring.
+    batches), or as a part of their own: ``children_parts`` maps a part's name
+    to the name its children count under. Every other PostgreSQL server
+    process of the machine counts as ``postgres``: a backend or a child that
+    exits during the stretch takes what it spent with it, so keep connections
+    open while measuring.
     """
 
-    def __init__(self, parts: dict[str, Iterable[int]]) -> None:
+    def __init__(
+        self,
+        parts: dict[str, Iterable[int]],
+        children_parts: dict[str, str] | None = None,
+    ) -> None:
         self.parts = {name: tuple(pids) for name, pids in parts.items()}
+        self.children_parts = children_parts or {}
         self._started: tuple[float, dict[int, _Reading], float] | None = None
 
     def start(self, at: float) -> None:
@@ -73,7 +80,11 @@ class CpuMeter:
             pid: reading.seconds - before.get(pid, _Reading(reading.name, 0.0)).seconds
             for pid, reading in after.items()
         }
-        members = {part: with_children(pids) for part, pids in self.parts.items()}
+        members: dict[str, list[int]] = {}
+        for part, pids in self.parts.items():
+            members.setdefault(part, []).extend(pids)
+            children_part = self.children_parts.get(part, part)
+            members.setdefault(children_part, []).extend(children_of(pids))
         named = {pid for pids in members.values() for pid in pids}
         postgres = [
             pid
@@ -104,9 +115,14 @@ class CpuMeter:
 
 def with_children(pids: Iterable[int]) -> list[int]:
     """Return these processes and all their living children."""
-    found = []
+    pids = list(pids)
+    return pids + children_of(pids)
+
+
+def children_of(pids: Iterable[int]) -> list[int]:
+    """Return the living children of these processes, theirs included."""
+    found: list[int] = []
     for pid in pids:
-        found.append(pid)
         try:
             found.extend(child.pid for child in psutil.Process(pid).children(True))
         except psutil.NoSuchProcess:

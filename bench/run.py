@@ -552,7 +552,10 @@ def _worker_run(
                         "workers": [p.pid for p in processes],
                         "relay process": [p.pid for p in relays],
                         "kafka broker": [broker_pid],
-                    }
+                    },
+                    # The processes that apply the batches, and multiprocessing's
+                    # resource tracker.
+                    children_parts={"workers": "workers' child processes"},
                 )
                 meter.start(time.monotonic())
                 first, processed_at = _wait(conn, total, "processed", watched)

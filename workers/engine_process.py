@@ -97,6 +97,8 @@ _settings: Settings | None = None
 _engine: Engine | None = None
 # A batch failed, and no batch has run alone since.
 _blocked = False
+# How often the child looks whether the worker is still there.
+ORPHAN_CHECK_S = 1.0
 
 
 def _start_child(settings: Settings) -> None:
@@ -124,10 +126,6 @@ def _exit_with(worker_pid: int) -> None:
         time.sleep(ORPHAN_CHECK_S)
     logger.warning("the worker process is gone; the engine process exits")
     os._exit(1)
-
-
-# How often the child looks whether the worker is still there.
-ORPHAN_CHECK_S = 1.0
 
 
 def _handle_batch(

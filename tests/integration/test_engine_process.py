@@ -28,8 +28,11 @@ from tests.integration.test_batches import (
     snapshot,
 )
 from tests.integration.workload import generate_events
+from workers import app as worker_app
 from workers.engine_process import EngineProcess, EngineProcessLostError
 from workers.errors import PredecessorFailedError
+from workers.health import Health
+from workers.metrics import WorkerMetrics
 
 
 def child_settings(database_url: str) -> Settings:
@@ -115,6 +118,31 @@ def test_a_child_that_died_stops_the_batches(
             await engine_process.handle_batch([record(hire("p2"))], alone=True)
 
     asyncio.run(scenario())
+
+
+def test_a_lost_child_stops_the_person_agent_instead_of_falling_back(
+    store: Store,
+) -> None:
+    engine = build_engine(store)
+    configure(engine)
+
+    class LostChild:
+        async def handle_batch(self, records: Any, *, alone: bool) -> Any:
+            raise EngineProcessLostError("the engine's child process died")
+
+    wiring = worker_app.Wiring(
+        Settings(),
+        engine,
+        cast(Any, None),
+        Health((worker_app.PERSON_AGENT,)),
+        WorkerMetrics(),
+        engine_process=cast(EngineProcess, LostChild()),
+    )
+
+    with pytest.raises(EngineProcessLostError):
+        asyncio.run(worker_app._handle_batch(wiring, [record(hire("p1"))]))
+    # Not applied a record at a time by the worker's own engine either.
+    assert snapshot(store)["persons"] == []
 
 
 def test_the_child_exits_when_the_worker_is_killed(

@@ -36,7 +36,10 @@ def test_meter_charges_a_busy_process_to_its_part():
     assert 0.0 < share.busy_share <= 1.0
 
 
-def test_meter_charges_a_child_started_during_the_stretch_to_its_parent_s_part():
+@pytest.mark.parametrize("children_part", [None, "children"])
+def test_meter_charges_a_child_started_during_the_stretch_with_its_parent(
+    children_part: str | None,
+) -> None:
     # The parent sleeps, then starts the spinner, as a worker starts its child.
     parent_script = (
         "import subprocess, sys, time\n"
@@ -45,7 +48,10 @@ def test_meter_charges_a_child_started_during_the_stretch_to_its_parent_s_part()
     )
     parent = subprocess.Popen([sys.executable, "-c", parent_script])
     try:
-        meter = CpuMeter({"worker": [parent.pid]})
+        meter = CpuMeter(
+            {"worker": [parent.pid]},
+            children_parts={"worker": children_part} if children_part else None,
+        )
         meter.start(time.monotonic())
         spinner = _wait_for_child(parent.pid)
         _wait_until_spun(spinner)
@@ -56,7 +62,11 @@ def test_meter_charges_a_child_started_during_the_stretch_to_its_parent_s_part()
         parent.kill()
         parent.wait()
 
-    assert share.by_part["worker"] >= 0.35
+    if children_part is None:
+        assert share.by_part["worker"] >= 0.35
+    else:
+        assert share.by_part[children_part] >= 0.35
+        assert share.by_part["worker"] < 0.35
 
 
 def _wait_for_child(pid: int) -> int:
