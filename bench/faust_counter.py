@@ -17,7 +17,14 @@ from typing import Any
 
 import faust
 
+from infra.settings import WorkerSettings
+
 logger = logging.getLogger(__name__)
+
+# The worker's batches (its defaults, or MENTORFLOW_BATCH_SIZE and
+# MENTORFLOW_BATCH_WINDOW_S as the bench was given them), which the take mode
+# takes as the worker does.
+_WORKER = WorkerSettings()
 
 
 def main(argv: list[str]) -> None:
@@ -48,7 +55,10 @@ def main(argv: list[str]) -> None:
     async def count_events(stream: Any) -> None:
         nonlocal seen, first
         if mode == "take":
-            async for events in stream.noack_take(500, within=0.05):
+            batches = stream.noack_take(
+                _WORKER.batch_size, within=_WORKER.batch_window_s
+            )
+            async for events in batches:
                 if not seen:
                     first = time.perf_counter()
                 for event in events:

@@ -33,7 +33,7 @@ from bench.run import (
 from infra.database import open_pool
 from infra.kafka import ensure_topics, make_producer
 from infra.kafka_broker import ApacheKafkaBroker
-from infra.settings import KafkaSettings, Settings
+from infra.settings import KafkaSettings, Settings, WorkerSettings
 from infra.store import SourcePosition, Store
 from schemas.common import new_event_id
 from schemas.config import CONFIG_KEY
@@ -44,7 +44,7 @@ from workers.runtime import build_engine
 
 # The worker's default batch size: the incremental bench feeds batches as the
 # person agent does.
-BATCH = 500
+BATCH: int = WorkerSettings.model_fields["batch_size"].default
 
 
 @dataclass

@@ -629,7 +629,11 @@ async def _relay_forever(app: faust.App, wiring: Wiring) -> None:
         if sent:
             wiring.metrics.relay_batch_size.observe(sent)
             health.outbox_drained()
+        if sent >= wiring.relay.batch_size:
             continue
+        # Fewer rows than a batch: the outbox was empty as of the read, and
+        # whatever committed since set the event again, so the wait ends at
+        # once; only an empty outbox waits out the interval.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
                 wiring.outbox_written.wait(),
