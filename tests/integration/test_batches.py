@@ -32,6 +32,7 @@ from workers import batch as batch_module
 from workers.batch import BatchTurn, PersonRecord
 from workers.clock import BusinessClock
 from workers.engine import Engine
+from workers.engine_process import EngineProcess
 from workers.errors import PredecessorFailedError
 from workers.health import Health
 from workers.metrics import WorkerMetrics
@@ -54,6 +55,20 @@ def record(event: EventBase | bytes, key: str | None = None) -> PersonRecord:
         key = key or getattr(event, "person_id", None)
     encoded = None if key is None else key.encode()
     return PersonRecord(raw, encoded, SourcePosition(TOPIC, 0, next(_offsets)))
+
+
+def person_agent_wiring(
+    engine: Engine, engine_process: EngineProcess | None = None
+) -> worker_app.Wiring:
+    """What the person agent's batch handling needs, without a relay."""
+    return worker_app.Wiring(
+        Settings(),
+        engine,
+        cast(Any, None),
+        Health((worker_app.PERSON_AGENT,)),
+        WorkerMetrics(),
+        engine_process=engine_process,
+    )
 
 
 def configure(engine: Engine) -> None:
@@ -228,13 +243,7 @@ def test_a_batch_that_fails_falls_back_and_dead_letters_only_the_poisoned_record
     monkeypatch.setattr(batch_module, "decide", poisoned_decide)
     monkeypatch.setattr("workers.engine.decide", poisoned_decide)
     monkeypatch.setattr(worker_app, "backoff_s", lambda failures: 0.0)
-    wiring = worker_app.Wiring(
-        Settings(),
-        engine,
-        cast(Any, None),
-        Health((worker_app.PERSON_AGENT,)),
-        WorkerMetrics(),
-    )
+    wiring = person_agent_wiring(engine)
     records = [record(hire(p, level=5)) for p in ("p1", "poison", "p2")]
 
     with caplog.at_level(logging.INFO):

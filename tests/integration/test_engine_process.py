@@ -24,6 +24,7 @@ from tests.integration.test_batches import (
     chunks,
     configure,
     hire,
+    person_agent_wiring,
     record,
     snapshot,
 )
@@ -31,8 +32,6 @@ from tests.integration.workload import generate_events
 from workers import app as worker_app
 from workers.engine_process import EngineProcess, EngineProcessLostError
 from workers.errors import PredecessorFailedError
-from workers.health import Health
-from workers.metrics import WorkerMetrics
 
 
 def child_settings(database_url: str) -> Settings:
@@ -130,14 +129,7 @@ def test_a_lost_child_stops_the_person_agent_instead_of_falling_back(
         async def handle_batch(self, records: Any, *, alone: bool) -> Any:
             raise EngineProcessLostError("the engine's child process died")
 
-    wiring = worker_app.Wiring(
-        Settings(),
-        engine,
-        cast(Any, None),
-        Health((worker_app.PERSON_AGENT,)),
-        WorkerMetrics(),
-        engine_process=cast(EngineProcess, LostChild()),
-    )
+    wiring = person_agent_wiring(engine, cast(EngineProcess, LostChild()))
 
     with pytest.raises(EngineProcessLostError):
         asyncio.run(worker_app._handle_batch(wiring, [record(hire("p1"))]))
