@@ -451,8 +451,10 @@ async def _handle_batch(
     alongside them (see BatchTurn); if it fails, the batch waits for them to
     be done and goes on alone. Retriable failures (database away) are retried
     without end, as for single records. Any other failure falls back to the
-    per-record path, whose own retries dead-letter the poisoned record alone;
-    its lines carry the record's own event id and offset.
+    per-record path, after the batches before it, whose own retries
+    dead-letter the poisoned record alone; its lines carry the record's own
+    event id and offset. A batch whose predecessor was left unapplied (the
+    worker is stopping) is not applied either (AgentFailedError).
     """
     engine = wiring.engine
     max_bytes = wiring.settings.worker.max_event_bytes
@@ -467,24 +469,14 @@ async def _handle_batch(
             raise
         except MentorflowError as error:
             if not error.retriable:
+                _log_fallback(records, error)
                 break
             failures += 1
             wiring.metrics.commit_failures.labels("batch").inc()
             wiring.health.degrade(str(error), PERSON_AGENT)
             await asyncio.sleep(backoff_s(failures))
         except Exception as error:
-            first = records[0].source
-            logger.warning(
-                "batch failed, retrying one record at a time topic=%s partition=%d"
-                " offset=%d records=%d: %s",
-                first.topic,
-                first.partition,
-                first.offset,
-                len(records),
-                describe_failure(error),
-            )
-            logger.debug("batch failure in full", exc_info=True)
-            await _all_done(earlier)
+            _log_fallback(records, error)
             break
         else:
             wiring.health.recover(PERSON_AGENT)
@@ -493,6 +485,7 @@ async def _handle_batch(
         await _all_done(earlier)
         after, turn = (), None
 
+    await _all_done(earlier)
     outcomes = []
     for record in records:
         source = record.source
@@ -512,6 +505,20 @@ async def _handle_batch(
             )
         outcomes.append(outcome)
     return outcomes
+
+
+def _log_fallback(records: Sequence[PersonRecord], error: BaseException) -> None:
+    first = records[0].source
+    logger.warning(
+        "batch failed, retrying one record at a time topic=%s partition=%d"
+        " offset=%d records=%d: %s",
+        first.topic,
+        first.partition,
+        first.offset,
+        len(records),
+        describe_failure(error),
+    )
+    logger.debug("batch failure in full", exc_info=error)
 
 
 async def _apply_batch(
@@ -534,9 +541,19 @@ async def _apply_batch(
 
 
 async def _all_done(batches: Sequence[_InFlight]) -> None:
-    """Wait until these batches are handled, whatever came of them."""
+    """Wait until these batches are handled; raise if one was left unapplied.
+
+    A batch that raised or was cancelled stops the worker, and its events
+    come again after a restart: applying a later batch's events now would put
+    them before those of the same persons.
+    """
     if batches:
         await asyncio.wait([batch.task for batch in batches])
+    for batch in batches:
+        if batch.task.cancelled() or batch.task.exception() is not None:
+            raise AgentFailedError(
+                "a batch taken before this one was not applied; neither is this one"
+            )
 
 
 async def _handle(

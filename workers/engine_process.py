@@ -76,10 +76,12 @@ class EngineProcess:
         engine raised, MentorflowErrors as they are and anything else as a
         RuntimeError holding its description, or EngineProcessLostError.
         """
-        future = self._pool.submit(
-            _handle_batch, list(records), alone, current_log_fields()
-        )
+        # A pool whose child died refuses new batches at once, and fails
+        # those it had: either way, the worker must stop.
         try:
+            future = self._pool.submit(
+                _handle_batch, list(records), alone, current_log_fields()
+            )
             return await asyncio.wrap_future(future)
         except BrokenProcessPool:
             raise EngineProcessLostError(
@@ -87,7 +89,11 @@ class EngineProcess:
             ) from None
 
     def close(self) -> None:
-        """Let the batch being applied finish, drop the others, stop the child."""
+        """Let the batch being applied finish, drop the others, stop the child.
+
+        Nothing bounds the wait: a batch waiting on a lock holds the stop
+        until the lock is released or the worker is killed.
+        """
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -107,9 +113,11 @@ def _start_child(settings: Settings) -> None:
     logging.config.dictConfig(
         logging_config(settings.worker.log_level, settings.worker.log_format)
     )
-    # Ctrl-C reaches the whole process group: the worker stops the child
-    # itself, after the batch it is applying.
+    # Ctrl-C, and a service manager's SIGTERM, reach the whole process group:
+    # the worker stops the child itself, after the batch it is applying, and
+    # the child exits on its own when the worker is gone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(
         target=_exit_with, args=(os.getppid(),), name="orphan-watch", daemon=True
     ).start()

@@ -33,7 +33,7 @@ from workers.batch import BatchTurn, PersonRecord
 from workers.clock import BusinessClock
 from workers.engine import Engine
 from workers.engine_process import EngineProcess
-from workers.errors import PredecessorFailedError
+from workers.errors import AgentFailedError, InvalidRecordError, PredecessorFailedError
 from workers.health import Health
 from workers.metrics import WorkerMetrics
 
@@ -376,6 +376,59 @@ def test_when_a_batch_fails_the_events_of_its_persons_after_it_give_up_too(store
     persons = snapshot(store)["persons"]
     assert persons[0] == before[0]
     assert [row[0] for row in persons] == ["p1", "p2"]
+
+
+def earlier_batch(task: asyncio.Future[Any]) -> Any:
+    """A batch taken before the one under test, handled by task."""
+    return worker_app._InFlight([], [], task, BatchTurn(), 0.0)
+
+
+def refuse_batches(engine: Engine, error: Exception) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    engine.handle_person_batch = refuse  # type: ignore[method-assign]
+
+
+def test_a_batch_after_one_left_unapplied_is_not_applied_either(store):
+    engine = build_engine(store)
+    configure(engine)
+    # The batch before failed: this one's first attempt is refused after it.
+    refuse_batches(engine, PredecessorFailedError("the batch before failed"))
+    wiring = person_agent_wiring(engine)
+
+    async def scenario() -> None:
+        failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        failed.set_exception(RuntimeError("the batch before was not applied"))
+        records = [record(hire("p1"))]
+        with pytest.raises(AgentFailedError, match="not applied"):
+            await worker_app._handle_batch(wiring, records, (earlier_batch(failed),))
+
+    asyncio.run(scenario())
+    assert snapshot(store)["persons"] == []
+
+
+def test_a_batch_that_falls_back_waits_for_the_batches_before_it(store):
+    engine = build_engine(store)
+    configure(engine)
+    # Not retriable: the batch goes one record at a time at once.
+    refuse_batches(engine, InvalidRecordError("cannot be handled as a batch"))
+    wiring = person_agent_wiring(engine)
+
+    async def scenario() -> tuple[bool, list[str]]:
+        running: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        records = [record(hire("p1"))]
+        task = asyncio.ensure_future(
+            worker_app._handle_batch(wiring, records, (earlier_batch(running),))
+        )
+        await asyncio.sleep(0.3)
+        waited = not task.done() and snapshot(store)["persons"] == []
+        running.set_result([])
+        return waited, [outcome.kind for outcome in await task]
+
+    waited, kinds = asyncio.run(scenario())
+    assert waited, "the records were handled before the batch before was done"
+    assert kinds == ["applied"]
 
 
 def test_a_key_holding_a_nul_is_dead_lettered_with_the_key_in_base64(store):
