@@ -46,6 +46,8 @@ MAX_ATTEMPTS = 3
 
 PERSON_AGENT = "person-events"
 CONFIG_AGENT = "config-events"
+# The child process that applies person batches, as health names it.
+ENGINE_PROCESS = "engine-process"
 
 RecordHandler = Callable[[bytes, bytes | None, SourcePosition], Outcome]
 # Stops the app with an error: faust.App.crash.
@@ -177,6 +179,12 @@ def _add_tasks(app: faust.App, wiring: Wiring) -> None:
         async def relay_outbox() -> None:
             await _relay_forever(app, wiring)
 
+    if wiring.engine_process is not None:
+
+        @app.task
+        async def watch_engine_process() -> None:
+            await _watch_engine_process(wiring, app.crash)
+
     @app.timer(interval=settings.worker.sweep_interval_s)
     async def sweep() -> None:
         started = time.perf_counter()
@@ -274,6 +282,20 @@ async def _stopping_on_failure(
         await crash(failure)
         if reraise:
             raise failure from error
+
+
+async def _watch_engine_process(wiring: Wiring, crash: Crash) -> None:
+    """Stop the worker when the engine's child process dies, batches or not.
+
+    A batch handed over afterwards would stop it too, but a quiet worker would
+    stay ready without the process that applies its batches until one comes.
+    """
+    assert wiring.engine_process is not None
+    async with _stopping_on_failure(wiring, crash, ENGINE_PROCESS):
+        await wiring.engine_process.wait_exited()
+        raise EngineProcessLostError(
+            "the engine's child process died; see its last log lines"
+        )
 
 
 async def _consume(

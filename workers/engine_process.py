@@ -55,7 +55,7 @@ class EngineProcess:
     settings; the worker applied the migrations already.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, start_timeout_s: float = 60.0) -> None:
         # Spawned, not forked: the worker already runs threads (the
         # publisher's loop, the kafka clients), which a fork would copy stopped.
         self._pool = ProcessPoolExecutor(
@@ -64,6 +64,30 @@ class EngineProcess:
             initializer=_start_child,
             initargs=(settings,),
         )
+        # Started now rather than with the first batch, so that the worker can
+        # see the child die while no events come (wait_exited).
+        try:
+            pid = self._pool.submit(os.getpid).result(timeout=start_timeout_s)
+        except (BrokenProcessPool, TimeoutError) as error:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            raise WorkerError(
+                f"the engine's child process did not start ({type(error).__name__});"
+                " see its log lines, or set MENTORFLOW_ENGINE_PROCESS=false"
+            ) from None
+        [self._child] = [
+            child for child in multiprocessing.active_children() if child.pid == pid
+        ]
+
+    async def wait_exited(self) -> None:
+        """Return once the child has exited, for whatever reason."""
+        loop = asyncio.get_running_loop()
+        exited = asyncio.Event()
+        # The sentinel becomes readable when the process ends.
+        loop.add_reader(self._child.sentinel, exited.set)
+        try:
+            await exited.wait()
+        finally:
+            loop.remove_reader(self._child.sentinel)
 
     async def handle_batch(
         self, records: Sequence[PersonRecord], *, alone: bool

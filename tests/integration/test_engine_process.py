@@ -121,6 +121,32 @@ def test_a_child_that_died_stops_the_batches(
     asyncio.run(scenario())
 
 
+def test_a_child_that_dies_between_batches_stops_the_worker(
+    store: Store, engine_process: EngineProcess
+) -> None:
+    crashes: list[BaseException] = []
+
+    async def crash(error: BaseException) -> None:
+        crashes.append(error)
+
+    wiring = person_agent_wiring(build_engine(store), engine_process)
+
+    async def scenario() -> None:
+        watch = worker_app._watch_engine_process(wiring, crash)
+        watcher = asyncio.ensure_future(watch)
+        await asyncio.sleep(0.3)
+        assert not watcher.done(), "the watcher gave up on a living child"
+        # Started with the engine process, before any batch.
+        [pid] = child_pids()
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(watcher, timeout=10)
+
+    asyncio.run(scenario())
+    [error] = crashes
+    assert "child process died" in str(error)
+    assert "engine-process" in (wiring.health.degraded_reason or "")
+
+
 def test_a_lost_child_stops_the_person_agent_instead_of_falling_back(
     store: Store,
 ) -> None:
