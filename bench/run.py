@@ -622,18 +622,24 @@ def _wait(
 
 
 def _peak_rss_mib(process: subprocess.Popen[bytes]) -> float:
-    """The peak RSS of a worker with the child that applies its batches, in MiB.
+    """The peak RSS of a worker with the child that applies its batches, in MiB."""
+    return memory_mib(process.pid)["VmHWM"]
 
-    The sum of each process's own peak: at least what they held at any one time.
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM of a worker with its child processes, in MiB.
+
+    Each is the sum of the processes' own: VmHWM so summed is at least what
+    they held at any one time.
     """
-    return sum(map(_process_peak_rss_mib, with_children([process.pid])))
-
-
-def _process_peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    found = {"VmRSS": 0.0, "VmHWM": 0.0}
+    for member in with_children([pid]):
+        status = Path(f"/proc/{member}/status").read_text()
+        for line in status.splitlines():
+            name, _, value = line.partition(":")
+            if name in found:
+                found[name] += int(value.split()[0]) / 1024
+    return found
 
 
 # -- latency ------------------------------------------------------------------------

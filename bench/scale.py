@@ -21,14 +21,13 @@ import psycopg
 from rich.console import Console
 
 from bench import population
-from bench.cpu import with_children
 from bench.run import (
     T0,
     TODAY,
     _database,
     _kafka_settings,
-    _peak_rss_mib,
     _settings,
+    memory_mib,
 )
 from infra.database import open_pool
 from infra.kafka import ensure_topics, make_producer
@@ -309,18 +308,6 @@ def incremental_part(
 # -- (e) memory --------------------------------------------------------------------
 
 
-def _vm(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM of a worker with its child processes, in MiB."""
-    found = {"VmRSS": 0.0, "VmHWM": 0.0}
-    for member in with_children([pid]):
-        status = Path(f"/proc/{member}/status").read_text()
-        for line in status.splitlines():
-            name, _, value = line.partition(":")
-            if name in found:
-                found[name] += int(value.split()[0]) / 1024
-    return found
-
-
 def _memory_at(
     pops: Populations, broker: ApacheKafkaBroker, count: int, events: int
 ) -> dict[str, Any]:
@@ -345,7 +332,7 @@ def _memory_at(
         # Let the worker start, join its group and settle before any event.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and worker.poll() is None:
-            samples.append(_vm(worker.pid)["VmRSS"])
+            samples.append(memory_mib(worker.pid)["VmRSS"])
             time.sleep(0.2)
         idle = samples[-1]
         producer = make_producer(kafka, linger_ms=20)
@@ -360,7 +347,7 @@ def _memory_at(
             while True:
                 if worker.poll() is not None:
                     raise RuntimeError(log.read_text()[-3000:])
-                samples.append(_vm(worker.pid)["VmRSS"])
+                samples.append(memory_mib(worker.pid)["VmRSS"])
                 row = conn.execute(
                     "SELECT (SELECT count(*) FROM processed_events),"
                     " (SELECT count(*) FROM outbox)"
@@ -372,8 +359,8 @@ def _memory_at(
                     raise TimeoutError("the worker did not process the events")
                 time.sleep(0.2)
         seconds = time.monotonic() - started
-        final = _vm(worker.pid)
-        hwm = _peak_rss_mib(worker)
+        final = memory_mib(worker.pid)
+        hwm = final["VmHWM"]
     result = {
         "persons": count,
         "events": events,
