@@ -43,6 +43,11 @@ from workers.runtime import build_engine, open_store
 
 logger = logging.getLogger(__name__)
 
+# How long stopping waits for the batch being applied. A batch takes well under
+# a second; one that runs longer waits on a lock or on a database that is away,
+# and rolling it back loses nothing.
+STOP_WAIT_S = 10.0
+
 
 class EngineProcessLostError(WorkerError):
     """The child process that applies batches died; the worker must stop."""
@@ -112,13 +117,29 @@ class EngineProcess:
                 "the engine's child process died; see its last log lines"
             ) from None
 
-    def close(self) -> None:
+    def close(self, wait_s: float = STOP_WAIT_S) -> None:
         """Let the batch being applied finish, drop the others, stop the child.
 
-        Nothing bounds the wait: a batch waiting on a lock holds the stop
-        until the lock is released or the worker is killed.
+        A batch still running after ``wait_s`` seconds, one waiting on a lock
+        say, is cut short by killing the child: its transaction rolls back,
+        and its offsets were not committed, so its events come again.
         """
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        killer = threading.Timer(wait_s, self._kill_child, args=(wait_s,))
+        killer.start()
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            killer.cancel()
+
+    def _kill_child(self, waited_s: float) -> None:
+        if self._child.is_alive():
+            logger.warning(
+                "the engine's child process was still applying a batch after"
+                " %.0f s; killing it, the batch rolls back",
+                waited_s,
+            )
+            # SIGKILL, as the child ignores SIGTERM.
+            self._child.kill()
 
 
 # -- in the child ------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import psutil
+import psycopg
 import pytest
 from pydantic import SecretStr
 
@@ -198,6 +199,35 @@ def test_the_child_exits_when_the_worker_is_killed(
         time.sleep(0.2)
     left = [child for child in children if is_alive(child)]
     assert not left, f"left running after the worker was killed: {left}"
+
+
+def test_stopping_kills_a_batch_that_outlasts_the_wait(
+    store: Store, database_url: str
+) -> None:
+    configure(build_engine(store))
+    engine_process = EngineProcess(child_settings(database_url))
+
+    async def scenario() -> float:
+        batch = asyncio.ensure_future(
+            engine_process.handle_batch([record(hire("p1"))], alone=True)
+        )
+        await asyncio.sleep(1.0)
+        assert not batch.done(), "the batch did not wait on the lock"
+        started = time.monotonic()
+        await asyncio.to_thread(engine_process.close, 0.5)
+        stopped_in_s = time.monotonic() - started
+        with pytest.raises(EngineProcessLostError):
+            await batch
+        return stopped_in_s
+
+    with psycopg.connect(database_url) as locker:
+        locker.execute("LOCK TABLE persons IN ACCESS EXCLUSIVE MODE")
+        stopped_in_s = asyncio.run(scenario())
+        locker.rollback()
+
+    assert stopped_in_s < 5
+    assert child_pids() == []
+    assert snapshot(store)["persons"] == []
 
 
 def is_alive(process: psutil.Process) -> bool:
