@@ -98,11 +98,16 @@ class WorkerSetup(NamedTuple):
 
 ONE = "1 worker"
 TWO = "2 workers"
+ONE_IN_THREADS = "1 worker, batches in threads"
+TWO_IN_THREADS = "2 workers, batches in threads"
 WORKER_SETUPS = (
     WorkerSetup(ONE, 1),
     WorkerSetup(TWO, 2),
     WorkerSetup("1 worker + relay process", 1, relay_process=True),
-    WorkerSetup("1 worker, batches in threads", 1, engine_process=False),
+    # One worker in threads leaves a core's worth idle, so this pair shows how
+    # workers scale while the machine has room for them.
+    WorkerSetup(ONE_IN_THREADS, 1, engine_process=False),
+    WorkerSetup(TWO_IN_THREADS, 2, engine_process=False),
 )
 
 PARTS = ("throughput", "sweep", "incremental", "memory", "plots")
@@ -812,8 +817,25 @@ def _print(console: Console, results: dict[str, Any]) -> None:
             f"{run['published_per_s']:,.0f}",
             "",
         )
-    two = results["workers"][TWO]["processed_per_s"]
+    workers = results["workers"]
+    two = workers[TWO]["processed_per_s"]
     table.add_row("two workers / one", "", f"{two / one:.2f}")
+    # No number of workers can do more than the cores allow at the CPU that
+    # one worker spends an event.
+    cores = psutil.cpu_count() or 1
+    one_cpu_us = sum(workers[ONE]["cpu_us_per_event"].values())
+    cores_allow = 1e6 * cores / one_cpu_us
+    table.add_row(
+        f"ceiling: {cores} cores at one worker's {one_cpu_us:.0f} µs an event",
+        f"{cores_allow:,.0f}",
+        f"{one / cores_allow:.2f}",
+    )
+    table.add_row("that ceiling / one worker", "", f"{cores_allow / one:.2f}")
+    in_threads = (
+        workers[TWO_IN_THREADS]["processed_per_s"]
+        / workers[ONE_IN_THREADS]["processed_per_s"]
+    )
+    table.add_row("two workers / one, batches in threads", "", f"{in_threads:.2f}")
     console.print(table)
     console.print(
         f"membership events published: {results['workers'][ONE]['membership_events']:,}"
