@@ -78,10 +78,6 @@ class OutboxRelay:
         return total
 
 
-def _key_bytes(key: str | None) -> bytes | None:
-    return None if key is None else key.encode()
-
-
 def relay_until_stopped(
     relay: OutboxRelay, stop: threading.Event, interval_s: float
 ) -> int:
