@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -35,6 +36,7 @@ def open_pool(url: str, max_size: int = 4, timeout_s: float = 10.0) -> Connectio
         # After a server restart every pooled connection is dead: check each
         # before handing it out rather than fail the next transaction.
         check=ConnectionPool.check_connection,
+        configure=_watch_for_a_lost_client,
     )
     try:
         pool.open(wait=True, timeout=timeout_s)
@@ -45,6 +47,17 @@ def open_pool(url: str, max_size: int = 4, timeout_s: float = 10.0) -> Connectio
             f"{_refusal(url, timeout_s)}; check MENTORFLOW_POSTGRES_URL"
         ) from error
     return pool
+
+
+def _watch_for_a_lost_client(conn: psycopg.Connection[Any]) -> None:
+    """Have the server end a statement whose client went away (PostgreSQL 14+).
+
+    Otherwise the server process of a killed worker goes on waiting on a lock,
+    and holds the locks its transaction took, until the statement ends.
+    """
+    if conn.info.server_version >= 140000:
+        conn.execute("SET client_connection_check_interval = 1000")
+        conn.commit()
 
 
 def _refusal(url: str, timeout_s: float) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -99,6 +100,9 @@ class Store:
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
+        # The connections running a block, for cancel_running.
+        self._busy: set[psycopg.Connection[Any]] = set()
+        self._busy_lock = threading.Lock()
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
@@ -108,7 +112,11 @@ class Store:
         caller may retry: nothing of the block was committed.
         """
         try:
-            with self.pool.connection() as conn, conn.transaction():
+            with (
+                self.pool.connection() as conn,
+                self._running(conn),
+                conn.transaction(),
+            ):
                 yield StoreTransaction(conn)
         except psycopg.OperationalError as error:
             raise DatabaseUnavailableError(f"postgresql failed: {error}") from error
@@ -122,12 +130,41 @@ class Store:
         """
         conninfo = self.pool.conninfo
         try:
-            with psycopg.connect(
-                conninfo() if callable(conninfo) else conninfo, autocommit=True
-            ) as conn:
+            with (
+                psycopg.connect(
+                    conninfo() if callable(conninfo) else conninfo, autocommit=True
+                ) as conn,
+                self._running(conn),
+            ):
                 yield conn
         except psycopg.OperationalError as error:
             raise DatabaseUnavailableError(f"postgresql failed: {error}") from error
+
+    @contextmanager
+    def _running(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
+        with self._busy_lock:
+            self._busy.add(conn)
+        try:
+            yield
+        finally:
+            with self._busy_lock:
+                self._busy.discard(conn)
+
+    def cancel_running(self) -> int:
+        """Cancel what every connection running a block runs; return how many.
+
+        For a stopping worker: a thread blocked in a statement, one waiting on
+        a lock say, would otherwise hold the process until the statement ends.
+        Each cancelled block fails, and its transaction rolls back.
+        """
+        with self._busy_lock:
+            busy = list(self._busy)
+        for conn in busy:
+            try:
+                conn.cancel_safe(timeout=5.0)
+            except psycopg.Error as error:
+                logger.warning("could not cancel a statement: %s", error)
+        return len(busy)
 
     def close(self) -> None:
         """Close every connection."""

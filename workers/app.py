@@ -25,7 +25,11 @@ from infra.store import SourcePosition
 from schemas.errors import MentorflowError
 from workers.batch import BatchTurn, PersonRecord
 from workers.engine import Engine, Outcome
-from workers.engine_process import EngineProcess, EngineProcessLostError
+from workers.engine_process import (
+    STOP_WAIT_S,
+    EngineProcess,
+    EngineProcessLostError,
+)
 from workers.errors import AgentFailedError, PredecessorFailedError
 from workers.health import Health
 from workers.metrics import (
@@ -54,6 +58,27 @@ RecordHandler = Callable[[bytes, bytes | None, SourcePosition], Outcome]
 Crash = Callable[[BaseException], Awaitable[None]]
 
 
+class InFlight:
+    """Counts the events the agents took and have not acknowledged or given up."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._none = asyncio.Event()
+        self._none.set()
+
+    def taken(self, count: int) -> None:
+        self.count += count
+        self._none.clear()
+
+    def done(self, count: int) -> None:
+        self.count -= count
+        if self.count <= 0:
+            self._none.set()
+
+    async def wait_none(self) -> None:
+        await self._none.wait()
+
+
 @dataclass
 class Wiring:
     """What the agents, tasks and pages of one app share."""
@@ -67,6 +92,7 @@ class Wiring:
     # Applies person batches in a child process; None applies them in threads.
     engine_process: EngineProcess | None = None
     outbox_written: asyncio.Event = field(default_factory=asyncio.Event)
+    in_flight: InFlight = field(default_factory=InFlight)
 
 
 def build_app(
@@ -101,6 +127,9 @@ def build_app(
         web_port=worker.web_port or 6066,
         web_bind=worker.web_host,
         producer_acks=-1,
+        # faust would wait for the events being handled without end, behind a
+        # batch that waits on a lock say: _finish_in_flight bounds the wait.
+        stream_wait_empty=False,
         # faust writes a folder of its own even with no tables; keep it with
         # the rest of the worker's files, not in whatever folder it started in.
         datadir=str(worker.data_dir / "faust"),
@@ -153,6 +182,12 @@ def _add_agents(app: faust.App, wiring: Wiring) -> None:
     async def process_config_events(stream: Any) -> None:
         async with _stopping_on_failure(wiring, app.crash, CONFIG_AGENT):
             await _consume(wiring, stream, CONFIG_AGENT, engine.handle_config_record)
+
+    @app.on_before_shutdown.connect
+    async def on_stopping(
+        sender: Any, /, *args: Any, signal: Any, **kwargs: Any
+    ) -> None:
+        await _finish_in_flight(wiring)
 
     @app.on_partitions_assigned.connect
     def on_assigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -284,6 +319,28 @@ async def _stopping_on_failure(
             raise failure from error
 
 
+async def _finish_in_flight(wiring: Wiring) -> None:
+    """Give the events being handled STOP_WAIT_S to commit and be acknowledged.
+
+    faust has stopped fetching by now, and commits the acknowledged offsets
+    after this. Events still being handled then are given up: their offsets
+    stay uncommitted, so they come again to the next worker, and the engine's
+    child process is killed when the time is up (EngineProcess.close), which
+    rolls its batch back.
+    """
+    if wiring.engine_process is not None:
+        wiring.engine_process.stopping(STOP_WAIT_S)
+    try:
+        await asyncio.wait_for(wiring.in_flight.wait_none(), STOP_WAIT_S)
+    except TimeoutError:
+        logger.warning(
+            "events still being handled %.0f s after the worker began to stop"
+            " count=%d; they are not acknowledged, and come again",
+            STOP_WAIT_S,
+            wiring.in_flight.count,
+        )
+
+
 async def _watch_engine_process(wiring: Wiring, crash: Crash) -> None:
     """Stop the worker when the engine's child process dies, batches or not.
 
@@ -301,13 +358,19 @@ async def _watch_engine_process(wiring: Wiring, crash: Crash) -> None:
 async def _consume(
     wiring: Wiring, stream: Any, agent: str, handler: RecordHandler
 ) -> None:
-    """Handle every event of an agent's stream, in order."""
+    """Handle every event of an agent's stream in order, acknowledging each once done.
+
+    faust's own iteration acknowledges an event in a ``finally``, so an event
+    whose handling was cancelled (a worker that stops without waiting for it)
+    would be committed without its transaction: acknowledging is left to us.
+    """
     health = wiring.health
     source_label = PERSON_SOURCE if agent == PERSON_AGENT else CONFIG_SOURCE
     max_bytes = wiring.settings.worker.max_event_bytes
+    manual = stream.noack()
     health.agent_started(agent)
     try:
-        async for event in stream.events():
+        async for event in manual.events():
             message = event.message
             source = SourcePosition(message.topic, message.partition, message.offset)
             label = label_record(event.value or b"", max_bytes)
@@ -318,9 +381,14 @@ async def _consume(
                 offset=source.offset,
             ):
                 started = time.perf_counter()
-                outcome = await _handle(
-                    wiring, agent, handler, event.value, event.key, source
-                )
+                wiring.in_flight.taken(1)
+                try:
+                    outcome = await _handle(
+                        wiring, agent, handler, event.value, event.key, source
+                    )
+                    await manual.ack(event)
+                finally:
+                    wiring.in_flight.done(1)
                 seconds = time.perf_counter() - started
             wiring.metrics.record_event(
                 source_label, label.event_type, outcome, seconds
@@ -386,6 +454,7 @@ async def _consume_batches(wiring: Wiring, stream: Any, crash: Crash) -> None:
             task.add_done_callback(functools.partial(_batch_done, wiring, window))
             batch = _InFlight(events, records, task, turn, time.perf_counter())
             running.append(batch)
+            wiring.in_flight.taken(len(records))
             taken.put_nowait(batch)
             if finisher.done():
                 finisher.result()
@@ -393,6 +462,7 @@ async def _consume_batches(wiring: Wiring, stream: Any, crash: Crash) -> None:
         await finisher
     finally:
         finisher.cancel()
+        _give_up(wiring, taken)
         health.agent_stopped(PERSON_AGENT)
 
 
@@ -428,26 +498,49 @@ async def _acknowledge_in_order(
 ) -> None:
     """Acknowledge and count each batch once handled, in the order taken."""
     max_bytes = wiring.settings.worker.max_event_bytes
-    while (batch := await taken.get()) is not None:
-        outcomes = await batch.task
-        seconds = time.perf_counter() - batch.started
-        for event in batch.events:
-            await stream.ack(event)
+    try:
+        while (batch := await taken.get()) is not None:
+            try:
+                outcomes = await batch.task
+                seconds = time.perf_counter() - batch.started
+                for event in batch.events:
+                    await stream.ack(event)
+            finally:
+                wiring.in_flight.done(len(batch.records))
+            _count_batch(wiring, batch, outcomes, seconds, max_bytes)
+    finally:
+        _give_up(wiring, taken)
 
-        # The records of a batch share its time; none has one of its own.
-        wiring.metrics.record_batch(len(batch.records), seconds)
-        wiring.metrics.record_events(
-            PERSON_SOURCE,
-            [
-                (
-                    outcome.event_type
-                    or label_record(record.raw, max_bytes).event_type,
-                    outcome,
-                )
-                for record, outcome in zip(batch.records, outcomes, strict=True)
-            ],
-        )
-        wiring.health.processed += len(batch.records)
+
+def _give_up(wiring: Wiring, taken: asyncio.Queue[_InFlight | None]) -> None:
+    """Count the batches still queued as done with: nothing will acknowledge them."""
+    while not taken.empty():
+        batch = taken.get_nowait()
+        if batch is not None:
+            wiring.in_flight.done(len(batch.records))
+
+
+def _count_batch(
+    wiring: Wiring,
+    batch: _InFlight,
+    outcomes: list[Outcome],
+    seconds: float,
+    max_bytes: int,
+) -> None:
+    """Count an acknowledged batch's events in the metrics and health."""
+    # The records of a batch share its time; none has one of its own.
+    wiring.metrics.record_batch(len(batch.records), seconds)
+    wiring.metrics.record_events(
+        PERSON_SOURCE,
+        [
+            (
+                outcome.event_type or label_record(record.raw, max_bytes).event_type,
+                outcome,
+            )
+            for record, outcome in zip(batch.records, outcomes, strict=True)
+        ],
+    )
+    wiring.health.processed += len(batch.records)
 
 
 def _batch_done(

@@ -246,6 +246,15 @@ def _run_worker(settings: Settings) -> int:
     finally:
         if engine_process is not None:
             engine_process.close()
+        # The worker gave what it took its time already (see the app's
+        # _finish_in_flight); a statement still running in one of its threads,
+        # a sweep's or one waiting on a lock, would hold the exit until it ends.
+        if cancelled := store.cancel_running():
+            logger.warning(
+                "cancelled statements still running as the worker stopped count=%d;"
+                " their transactions roll back",
+                cancelled,
+            )
         lag_reader.close()
         publisher.close()
         store.close()

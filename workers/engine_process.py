@@ -82,6 +82,9 @@ class EngineProcess:
         [self._child] = [
             child for child in multiprocessing.active_children() if child.pid == pid
         ]
+        # When the worker began to stop, and when it gives up on the batch.
+        self._stop_began: float | None = None
+        self._stop_deadline = 0.0
 
     async def wait_exited(self) -> None:
         """Return once the child has exited, for whatever reason."""
@@ -117,26 +120,36 @@ class EngineProcess:
                 "the engine's child process died; see its last log lines"
             ) from None
 
-    def close(self, wait_s: float = STOP_WAIT_S) -> None:
+    def stopping(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Say that the worker began to stop: close() waits until wait_s from now."""
+        if self._stop_began is None:
+            self._stop_began = time.monotonic()
+            self._stop_deadline = self._stop_began + wait_s
+
+    def close(self) -> None:
         """Let the batch being applied finish, drop the others, stop the child.
 
-        A batch still running after ``wait_s`` seconds, one waiting on a lock
-        say, is cut short by killing the child: its transaction rolls back,
-        and its offsets were not committed, so its events come again.
+        A batch still running STOP_WAIT_S after the worker began to stop (see
+        stopping), or after this call if it was not told, one waiting on a
+        lock say, is cut short by killing the child: its transaction rolls
+        back, and its offsets were not committed, so its events come again.
         """
-        killer = threading.Timer(wait_s, self._kill_child, args=(wait_s,))
+        self.stopping()
+        wait_s = max(0.0, self._stop_deadline - time.monotonic())
+        killer = threading.Timer(wait_s, self._kill_child)
         killer.start()
         try:
             self._pool.shutdown(wait=True, cancel_futures=True)
         finally:
             killer.cancel()
 
-    def _kill_child(self, waited_s: float) -> None:
+    def _kill_child(self) -> None:
         if self._child.is_alive():
+            assert self._stop_began is not None
             logger.warning(
-                "the engine's child process was still applying a batch after"
-                " %.0f s; killing it, the batch rolls back",
-                waited_s,
+                "the engine's child process was still applying a batch %.1f s"
+                " after the worker began to stop; killing it, the batch rolls back",
+                time.monotonic() - self._stop_began,
             )
             # SIGKILL, as the child ignores SIGTERM.
             self._child.kill()

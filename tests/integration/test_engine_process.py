@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import psutil
@@ -214,7 +214,8 @@ def test_stopping_kills_a_batch_that_outlasts_the_wait(
         await asyncio.sleep(1.0)
         assert not batch.done(), "the batch did not wait on the lock"
         started = time.monotonic()
-        await asyncio.to_thread(engine_process.close, 0.5)
+        engine_process.stopping(0.5)
+        await asyncio.to_thread(engine_process.close)
         stopped_in_s = time.monotonic() - started
         with pytest.raises(EngineProcessLostError):
             await batch
@@ -223,11 +224,34 @@ def test_stopping_kills_a_batch_that_outlasts_the_wait(
     with psycopg.connect(database_url) as locker:
         locker.execute("LOCK TABLE persons IN ACCESS EXCLUSIVE MODE")
         stopped_in_s = asyncio.run(scenario())
+        # The killed child's server process stops waiting too, lock or not.
+        assert wait_for(lambda: waiting_on_locks(database_url) == 0, 10)
         locker.rollback()
 
     assert stopped_in_s < 5
     assert child_pids() == []
     assert snapshot(store)["persons"] == []
+
+
+def waiting_on_locks(database_url: str) -> int:
+    """How many server processes of the test's database wait on a lock."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Whether condition held within timeout_s, looking every 0.1 s."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def is_alive(process: psutil.Process) -> bool:
