@@ -350,9 +350,7 @@ async def _watch_engine_process(wiring: Wiring, crash: Crash) -> None:
     assert wiring.engine_process is not None
     async with _stopping_on_failure(wiring, crash, ENGINE_PROCESS):
         await wiring.engine_process.wait_exited()
-        raise EngineProcessLostError(
-            "the engine's child process died; see its last log lines"
-        )
+        raise EngineProcessLostError(wiring.engine_process.death())
 
 
 async def _consume(

@@ -116,9 +116,25 @@ class EngineProcess:
             )
             return await asyncio.wrap_future(future)
         except BrokenProcessPool:
-            raise EngineProcessLostError(
-                "the engine's child process died; see its last log lines"
-            ) from None
+            raise EngineProcessLostError(self.death()) from None
+
+    def death(self) -> str:
+        """Say how the child died, for the worker's error."""
+        # The pool may notice before the process is reaped, and its own thread
+        # may be the one that reaps it.
+        deadline = time.monotonic() + 1.0
+        while (code := self._child.exitcode) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if code is None:
+            how = "its pool broke"
+        elif code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit status {code}"
+        return f"the engine's child process died ({how}); see its last log lines"
 
     def stopping(self, wait_s: float = STOP_WAIT_S) -> None:
         """Say that the worker began to stop: close() waits until wait_s from now."""
