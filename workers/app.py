@@ -314,6 +314,7 @@ async def _stopping_on_failure(
         logger.debug("agent failure in full", exc_info=True)
         wiring.health.degrade(f"failed, the worker stops: {reason}", agent)
         failure = AgentFailedError(f"agent {agent} failed: {reason}")
+        # faust logs the crash once more, with a traceback, at ERROR.
         await crash(failure)
         if reraise:
             raise failure from error
