@@ -36,7 +36,7 @@ def open_pool(url: str, max_size: int = 4, timeout_s: float = 10.0) -> Connectio
         # After a server restart every pooled connection is dead: check each
         # before handing it out rather than fail the next transaction.
         check=ConnectionPool.check_connection,
-        configure=_watch_for_a_lost_client,
+        configure=watch_for_a_lost_client,
     )
     try:
         pool.open(wait=True, timeout=timeout_s)
@@ -49,7 +49,7 @@ def open_pool(url: str, max_size: int = 4, timeout_s: float = 10.0) -> Connectio
     return pool
 
 
-def _watch_for_a_lost_client(conn: psycopg.Connection[Any]) -> None:
+def watch_for_a_lost_client(conn: psycopg.Connection[Any]) -> None:
     """Have the server end a statement whose client went away (PostgreSQL 14+).
 
     Otherwise the server process of a killed worker goes on waiting on a lock,

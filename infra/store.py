@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from infra.database import watch_for_a_lost_client
 from infra.errors import (
     ConfigRejectedError,
     DatabaseUnavailableError,
@@ -136,6 +137,7 @@ class Store:
                 ) as conn,
                 self._running(conn),
             ):
+                watch_for_a_lost_client(conn)
                 yield conn
         except psycopg.OperationalError as error:
             raise DatabaseUnavailableError(f"postgresql failed: {error}") from error

@@ -82,3 +82,12 @@ def test_a_stopping_worker_finishes_and_commits_what_it_took(
     assert handled < len(ids), "the worker finished before it was told to stop"
     # Every event it applied was acknowledged and committed, and nothing else.
     assert lag_total(cli_factory) == len(ids) - handled
+
+
+def test_every_connection_has_the_server_watch_for_a_lost_client(store):
+    with store.transaction() as tx:
+        pooled = tx.conn.execute("SHOW client_connection_check_interval").fetchone()
+    with store.connect() as conn:
+        own = conn.execute("SHOW client_connection_check_interval").fetchone()
+
+    assert pooled == own == ("1s",)
