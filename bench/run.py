@@ -822,7 +822,7 @@ def _print(console: Console, results: dict[str, Any]) -> None:
     table.add_row("two workers / one", "", f"{two / one:.2f}")
     # No number of workers can do more than the cores allow at the CPU that
     # one worker spends an event.
-    cores = psutil.cpu_count() or 1
+    cores = _cores()
     one_cpu_us = sum(workers[ONE]["cpu_us_per_event"].values())
     cores_allow = 1e6 * cores / one_cpu_us
     table.add_row(
@@ -859,9 +859,13 @@ def _print(console: Console, results: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _cores() -> int:
+    return psutil.cpu_count() or 1
+
+
 def _print_cpu(console: Console, results: dict[str, Any]) -> None:
     """Print where the CPU went per event, beside the machine's budget at the goal."""
-    cores = psutil.cpu_count() or 1
+    cores = _cores()
     budget_us = 1e6 * cores / THROUGHPUT_GOAL_PER_S
     table = Table(
         title=f"CPU per event, from the first event to the outbox drained;"

@@ -461,6 +461,7 @@ async def _consume_batches(wiring: Wiring, stream: Any, crash: Crash) -> None:
         await finisher
     finally:
         finisher.cancel()
+        # Those queued after the acknowledger stopped, or that it never reached.
         _give_up(wiring, taken)
         health.agent_stopped(PERSON_AGENT)
 

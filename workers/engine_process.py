@@ -43,9 +43,9 @@ from workers.runtime import build_engine, open_store
 
 logger = logging.getLogger(__name__)
 
-# How long stopping waits for the batch being applied. A batch takes well under
-# a second; one that runs longer waits on a lock or on a database that is away,
-# and rolling it back loses nothing.
+# How long a stopping worker waits for the events it is handling. A batch takes
+# well under a second; one that runs longer waits on a lock or on a database
+# that is away, and rolling it back loses nothing.
 STOP_WAIT_S = 10.0
 
 

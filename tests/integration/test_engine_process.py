@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 
 import psutil
@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from infra.settings import PostgresSettings, Settings, WorkerSettings
 from infra.store import Store
 from tests.fix_worker import TEST_TODAY
+from tests.integration.polling import wait_for
 from tests.integration.test_batches import (
     build_engine,
     chunks,
@@ -225,7 +226,7 @@ def test_stopping_kills_a_batch_that_outlasts_the_wait(
         locker.execute("LOCK TABLE persons IN ACCESS EXCLUSIVE MODE")
         stopped_in_s = asyncio.run(scenario())
         # The killed child's server process stops waiting too, lock or not.
-        assert wait_for(lambda: waiting_on_locks(database_url) == 0, 10)
+        wait_for(lambda: waiting_on_locks(database_url) == 0, 10)
         locker.rollback()
 
     assert stopped_in_s < 5
@@ -242,16 +243,6 @@ def waiting_on_locks(database_url: str) -> int:
         ).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    """Whether condition held within timeout_s, looking every 0.1 s."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def is_alive(process: psutil.Process) -> bool:

@@ -9,8 +9,9 @@ import psycopg
 import pytest
 
 from infra.settings import Settings
+from tests.integration.polling import wait_for
 from tests.integration.test_batches import hire, update
-from tests.integration.test_engine_process import wait_for, waiting_on_locks
+from tests.integration.test_engine_process import waiting_on_locks
 from tests.integration.test_operability import lag_total
 from tests.integration.workload import processed_count
 from workers.demo import worker_process
@@ -44,12 +45,12 @@ def test_a_stopping_worker_gives_up_what_waits_on_a_lock(
         promoted = publish_events(
             producer, topic, keyed_by_person([update("p1", {"title": "Lead"}, at=2)])
         )
-        assert wait_for(lambda: waiting_on_locks(database_url) > 0, 60)
+        wait_for(lambda: waiting_on_locks(database_url) > 0, 60)
         started = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
         stopped_in_s = time.monotonic() - started
-        assert wait_for(lambda: waiting_on_locks(database_url) == 0, 10)
+        wait_for(lambda: waiting_on_locks(database_url) == 0, 10)
         locker.rollback()
 
     assert STOP_WAIT_S <= stopped_in_s < STOP_WAIT_S + 15
@@ -74,7 +75,7 @@ def test_a_stopping_worker_finishes_and_commits_what_it_took(
         Settings(settings.postgres, settings.kafka, worker_settings),
         tmp_path / "worker.log",
     ) as worker:
-        assert wait_for(lambda: processed_count(store) >= 1_000, 120)
+        wait_for(lambda: processed_count(store) >= 1_000, 120)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
 
